@@ -1,0 +1,76 @@
+"""Input checks shared by every module.
+
+Bad input raises ``ValueError``/``TypeError`` naming the argument and what was expected, so that nothing
+downstream ever sees a silent NaN (DESIGN.md, "Errors").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def as_tensor(value, name: str, *, like: Tensor | None = None, dtype=None) -> Tensor:
+    """Return ``value`` as a tensor, on ``like``'s device/dtype when given."""
+    if isinstance(value, Tensor):
+        out = value
+    elif isinstance(value, (int, float)) or hasattr(value, "__array__") or isinstance(value, (list, tuple)):
+        out = torch.as_tensor(value, dtype=dtype or torch.get_default_dtype())
+    else:
+        raise TypeError(f"{name} must be a tensor or a number, got {type(value).__name__}")
+    if like is not None:
+        out = out.to(device=like.device, dtype=like.dtype if out.is_floating_point() or dtype is None else dtype)
+    elif dtype is not None:
+        out = out.to(dtype)
+    return out
+
+
+def check_finite(x: Tensor, name: str) -> Tensor:
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} must be finite; it has {bad} non-finite entries")
+    return x
+
+
+def check_time(t: Tensor, name: str = "t") -> Tensor:
+    """Check that every time lies in [0, 1] and is finite."""
+    check_finite(t, name)
+    if t.numel() and (t.min() < 0 or t.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1]; got values in [{float(t.min())}, {float(t.max())}]")
+    return t
+
+
+def batch_time(t, x: Tensor, name: str = "t") -> Tensor:
+    """Broadcast a time (scalar or ``(batch,)``) to shape ``(batch,)`` matching ``x``.
+
+    Fields take ``t`` as a scalar tensor or a ``(batch,)`` tensor (DESIGN.md, "Fields").
+    """
+    t = as_tensor(t, name, like=x)
+    if t.ndim == 0:
+        t = t.expand(x.shape[0])
+    elif t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(f"{name} must be a scalar or have shape (batch,) = ({x.shape[0]},); got {tuple(t.shape)}")
+    return check_time(t, name)
+
+
+def time_column(t: Tensor, x: Tensor) -> Tensor:
+    """Reshape a ``(batch,)`` time so it broadcasts against ``x`` of shape ``(batch, ...)``."""
+    return t.reshape(t.shape + (1,) * (x.ndim - 1))
+
+
+def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b} must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def check_batch(x: Tensor, name: str, *, dim: int | None = None) -> Tensor:
+    """Check ``x`` is a floating tensor of shape ``(batch, ...)`` (``(batch, dim)`` when ``dim`` is given)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.ndim < 1:
+        raise ValueError(f"{name} must have a batch dimension, got a scalar")
+    if dim is not None and (x.ndim != 2 or x.shape[1] != dim):
+        raise ValueError(f"{name} must have shape (batch, {dim}); got {tuple(x.shape)}")
+    return check_finite(x, name)

@@ -1,0 +1,210 @@
+r"""Gaussian mixtures with full covariances, evaluated in log space.
+
+:math:`\rho(x) = \sum_k w_k N(x; \mu_k, \Sigma_k)`. With :math:`L_k L_k^\top = \Sigma_k`,
+:math:`P_k = \Sigma_k^{-1}`, :math:`r_k = x - \mu_k` and responsibilities
+:math:`\pi_k(x) = w_k N(x;\mu_k,\Sigma_k)/\rho(x)` (a softmax of log terms, never a ratio of exponentials):
+
+* :math:`\nabla\log\rho = -\sum_k \pi_k P_k r_k`,
+* :math:`\Delta\log\rho = \sum_k \pi_k(|P_k r_k|^2 - \operatorname{tr} P_k) - |\nabla\log\rho|^2`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .._checks import as_tensor, check_batch, check_finite
+
+
+@dataclass(frozen=True)
+class ComponentTerms:
+    """Per-component quantities at a batch of points ``x`` of shape ``(batch, dim)``.
+
+    ``log_joint`` is :math:`\\log w_k + \\log N(x; \\mu_k, \\Sigma_k)`, shape ``(batch, K)``;
+    ``precision_residual`` is :math:`P_k (x - \\mu_k)`, shape ``(batch, K, dim)``;
+    ``precision_trace`` is :math:`\\operatorname{tr} P_k`, shape ``(T, K)`` with ``T`` 1 or ``batch``.
+    """
+
+    log_joint: Tensor
+    precision_residual: Tensor
+    precision_trace: Tensor
+
+    @property
+    def log_density(self) -> Tensor:
+        return torch.logsumexp(self.log_joint, dim=-1)
+
+    @property
+    def responsibilities(self) -> Tensor:
+        return torch.softmax(self.log_joint, dim=-1)
+
+    def expect(self, per_component: Tensor) -> Tensor:
+        """:math:`\\sum_k \\pi_k(x) f_k(x)` for ``per_component`` of shape ``(batch, K, dim)``."""
+        return torch.einsum("bk,bkd->bd", self.responsibilities, per_component)
+
+    @property
+    def score(self) -> Tensor:
+        return -self.expect(self.precision_residual)
+
+    @property
+    def laplacian_log_density(self) -> Tensor:
+        resp = self.responsibilities
+        quadratic = (self.precision_residual**2).sum(-1) - self.precision_trace
+        return (resp * quadratic).sum(-1) - (self.score**2).sum(-1)
+
+
+def component_terms(x: Tensor, log_weights: Tensor, means: Tensor, chol: Tensor) -> ComponentTerms:
+    """Evaluate Gaussian components at ``x``.
+
+    Args:
+        x: ``(batch, dim)``.
+        log_weights: ``(K,)``, normalised.
+        means: ``(T, K, dim)`` with ``T`` 1 or ``batch``.
+        chol: lower Cholesky factors of the covariances, ``(T, K, dim, dim)``.
+    """
+    dim = x.shape[-1]
+    residual = x[:, None, :] - means  # (batch, K, dim)
+    y = torch.linalg.solve_triangular(chol, residual.unsqueeze(-1), upper=False)  # L^{-1} r
+    precision_residual = torch.linalg.solve_triangular(chol.transpose(-1, -2), y, upper=True).squeeze(-1)
+    mahalanobis = (y.squeeze(-1) ** 2).sum(-1)
+    log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    log_normal = -0.5 * (mahalanobis + log_det + dim * math.log(2 * math.pi))
+    eye = torch.eye(dim, dtype=chol.dtype, device=chol.device)
+    inverse_chol = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+    precision_trace = (inverse_chol**2).sum((-1, -2))
+    return ComponentTerms(log_weights + log_normal, precision_residual, precision_trace)
+
+
+def cholesky_checked(covariances: Tensor, name: str) -> Tensor:
+    """Cholesky factors, raising a ``ValueError`` naming the first non-positive-definite matrix."""
+    chol, info = torch.linalg.cholesky_ex(covariances)
+    if (info != 0).any():
+        bad = torch.nonzero(info.reshape(-1))[0].item()
+        raise ValueError(f"{name} must be symmetric positive definite; matrix {bad} is not")
+    return chol
+
+
+class GaussianMixture:
+    r"""A mixture :math:`\sum_k w_k N(\mu_k, \Sigma_k)` in any dimension.
+
+    Args:
+        weights: ``(K,)`` positive (normalised here).
+        means: ``(K, dim)``.
+        covariances: ``(K, dim, dim)`` full, ``(K, dim)`` diagonal, ``(K,)`` isotropic variances, or a float.
+
+    Example:
+        >>> gm = GaussianMixture(torch.ones(2), torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), 0.25)
+        >>> x = gm.sample(1000, generator=torch.Generator().manual_seed(0))
+        >>> gm.log_density(x).shape
+        torch.Size([1000])
+    """
+
+    def __init__(self, weights, means, covariances, *, dtype: torch.dtype = torch.float64):
+        means = as_tensor(means, "means", dtype=dtype)
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (K, dim); got {tuple(means.shape)}")
+        check_finite(means, "means")
+        n_components, dim = means.shape
+        weights = as_tensor(weights, "weights", dtype=dtype).to(means.device)
+        if weights.shape != (n_components,):
+            raise ValueError(f"weights must have shape ({n_components},) to match means; got {tuple(weights.shape)}")
+        check_finite(weights, "weights")
+        if (weights <= 0).any():
+            raise ValueError(f"weights must be positive; got {weights.tolist()}")
+        covariances = self._full_covariances(as_tensor(covariances, "covariances", dtype=dtype), n_components, dim)
+        check_finite(covariances, "covariances")
+        if not torch.allclose(covariances, covariances.transpose(-1, -2), rtol=1e-6, atol=1e-12):
+            raise ValueError("covariances must be symmetric")
+        self.means = means
+        self.weights = weights / weights.sum()
+        self.log_weights = torch.log(self.weights)
+        self.covariances = covariances.to(means.device)
+        self.chol = cholesky_checked(self.covariances, "covariances")
+
+    @staticmethod
+    def _full_covariances(cov: Tensor, n_components: int, dim: int) -> Tensor:
+        eye = torch.eye(dim, dtype=cov.dtype, device=cov.device)
+        if cov.ndim == 0:
+            return cov * eye.expand(n_components, dim, dim).clone()
+        if cov.shape == (n_components,):
+            return cov[:, None, None] * eye
+        if cov.shape == (n_components, dim):
+            return torch.diag_embed(cov)
+        if cov.shape == (n_components, dim, dim):
+            return cov
+        raise ValueError(
+            f"covariances must be a float, ({n_components},), ({n_components}, {dim}) or "
+            f"({n_components}, {dim}, {dim}); got {tuple(cov.shape)}"
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(n_components={self.n_components}, dim={self.dim})"
+
+    def _terms(self, x: Tensor) -> ComponentTerms:
+        check_batch(x, "x", dim=self.dim)
+        p = self.to(x)
+        return component_terms(x, p.log_weights, p.means[None], p.chol[None])
+
+    def to(self, like: Tensor) -> GaussianMixture:
+        """This mixture with parameters on ``like``'s dtype and device (returns ``self`` if they match)."""
+        if self.means.dtype == like.dtype and self.means.device == like.device:
+            return self
+        out = object.__new__(GaussianMixture)
+        for name in ("means", "weights", "log_weights", "covariances", "chol"):
+            setattr(out, name, getattr(self, name).to(dtype=like.dtype, device=like.device))
+        return out
+
+    def log_density(self, x: Tensor) -> Tensor:
+        """:math:`\\log\\rho(x)`, shape ``(batch,)``."""
+        return self._terms(x).log_density
+
+    def score(self, x: Tensor) -> Tensor:
+        """:math:`\\nabla\\log\\rho(x)`, shape ``(batch, dim)``."""
+        return self._terms(x).score
+
+    def laplacian_log_density(self, x: Tensor) -> Tensor:
+        """:math:`\\Delta\\log\\rho(x)`, shape ``(batch,)``."""
+        return self._terms(x).laplacian_log_density
+
+    def responsibilities(self, x: Tensor) -> Tensor:
+        """Posterior component probabilities, shape ``(batch, K)``."""
+        return self._terms(x).responsibilities
+
+    def component_of(self, x: Tensor) -> Tensor:
+        """Most probable component of each point, shape ``(batch,)`` (for mode-mass checks)."""
+        return self.responsibilities(x).argmax(dim=-1)
+
+    def mean(self) -> Tensor:
+        return self.weights @ self.means
+
+    def covariance(self) -> Tensor:
+        mu = self.mean()
+        centred = self.means - mu
+        second = self.covariances + centred[:, :, None] * centred[:, None, :]
+        return torch.einsum("k,kij->ij", self.weights, second)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` exact draws, shape ``(n, dim)``, from ``generator`` (on the generator's device)."""
+        return sample_components(n, self.weights, self.means, self.chol, generator)
+
+
+def sample_components(
+    n: int, weights: Tensor, means: Tensor, chol: Tensor, generator: torch.Generator | None
+) -> Tensor:
+    """Draw ``n`` points: a component by its weight, then ``mean + L xi``."""
+    if not (isinstance(n, int) and n > 0):
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    device = generator.device if generator is not None else means.device
+    index = torch.multinomial(weights.to(device), n, replacement=True, generator=generator).to(means.device)
+    xi = torch.randn((n, means.shape[-1]), generator=generator, dtype=means.dtype, device=device).to(means.device)
+    return means[index] + (chol[index] @ xi.unsqueeze(-1)).squeeze(-1)
