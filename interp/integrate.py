@@ -1,0 +1,162 @@
+"""The single driver loop: dynamics + initial state + grid + solver -> :class:`~interp.results.Trajectory`.
+
+Every solver, fixed-step or adaptive, ODE or SDE, runs through :func:`integrate`, which validates the input,
+counts function evaluations (NFE), draws the Brownian increments from an explicit ``torch.Generator``,
+records the path where asked, shows a progress bar and refuses to carry a non-finite state forward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._checks import check_batch
+from .brownian import BrownianPath
+from .dynamics import SDE
+from .grids import check_grid
+from .results import Trajectory
+from .solvers.base import Solver
+
+
+class NonFiniteStateError(FloatingPointError):
+    """A state became NaN or infinite during integration; names the step index and the time reached."""
+
+    def __init__(self, step: int, time: float, solver: str):
+        self.step, self.time = step, time
+        super().__init__(f"{solver}: the state became non-finite at step {step} (t = {time:.6g})")
+
+
+class _Counted:
+    """Wraps a callable ``(t, x)`` and counts its calls (one call = one batched evaluation)."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, t, x):
+        self.calls += 1
+        out = self.fn(t, x)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"the field returned {shape} for a state of shape {tuple(x.shape)}")
+        return out
+
+
+def _record_indices(record, grid: Tensor) -> list[int]:
+    n = grid.shape[0]
+    if record is True:
+        return list(range(n))
+    if record is False or record is None:
+        return [0, n - 1]
+    if isinstance(record, Sequence) or isinstance(record, Tensor):
+        indices = {0, n - 1}
+        for t in (record.tolist() if isinstance(record, Tensor) else record):
+            match = torch.nonzero((grid - float(t)).abs() <= 1e-9 * max(1.0, abs(float(t)))).reshape(-1)
+            if match.numel() == 0:
+                raise ValueError(f"record time {t} is not a point of the grid; add it to the grid")
+            indices.add(int(match[0]))
+        return sorted(indices)
+    raise TypeError(f"record must be a bool or a sequence of grid times; got {type(record).__name__}")
+
+
+def integrate(
+    dynamics,
+    x0: Tensor,
+    grid,
+    solver: Solver,
+    *,
+    generator: torch.Generator | None = None,
+    brownian: BrownianPath | None = None,
+    record: bool | Sequence[float] = False,
+    progress: bool = True,
+    check_finite: bool = True,
+) -> Trajectory:
+    """Integrate ``dynamics`` from ``x0`` over ``grid`` with ``solver``.
+
+    Args:
+        dynamics: a field ``(t, x) -> Tensor`` for ODE solvers, an :class:`~interp.dynamics.SDE` for SDE solvers.
+        x0: initial state ``(batch, ...)``.
+        grid: strictly monotone times in [0, 1] (see :mod:`interp.grids`); decreasing runs backwards.
+        solver: an ODE, SDE or adaptive solver (:mod:`interp.solvers`).
+        generator: drives the noise of SDE solvers. When ``None`` a fresh generator is seeded from the OS and
+            its seed recorded in the trajectory, so any run can be repeated.
+        brownian: an optional fixed :class:`~interp.brownian.BrownianPath` to take increments from instead.
+        record: ``False`` keeps the first and last states, ``True`` every grid state, or a list of grid times.
+        progress: show a tqdm bar (auto-disabled when output is not a terminal).
+        check_finite: raise :class:`NonFiniteStateError` at the first non-finite state.
+
+    Returns:
+        :class:`~interp.results.Trajectory` with ``times``, ``states``, ``nfe``, ``solver``, ``grid``, ``seed``.
+
+    Example:
+        >>> traj = integrate(lambda t, x: -x, torch.ones(3, 2), grids.uniform(10), RK4())  # doctest: +SKIP
+    """
+    if not isinstance(solver, Solver):
+        raise TypeError(f"solver must be an interp solver, got {type(solver).__name__}")
+    check_batch(x0, "x0")
+    grid = check_grid(grid)
+    solver.check_dynamics(dynamics)
+    indices = _record_indices(record, grid)
+
+    if isinstance(dynamics, SDE):
+        counted = _Counted(dynamics.drift)
+        dynamics = SDE(counted, dynamics.diffusion, dynamics.additive)
+    else:
+        counted = dynamics = _Counted(dynamics)
+
+    seed = None
+    if solver.stochastic and brownian is None:
+        if generator is None:
+            generator = torch.Generator(device=x0.device)
+            generator.seed()
+        seed = generator.initial_seed()
+
+    times = grid.to(device=x0.device, dtype=x0.dtype)
+    attrs: dict = {}
+    if solver.adaptive:
+        states, stats = solver.solve(dynamics, x0, times, generator)
+        attrs.update({k: v for k, v in stats.items() if isinstance(v, (int, float, str, bool))})
+        if check_finite:
+            for i in range(states.shape[0]):
+                if not torch.isfinite(states[i]).all():
+                    raise NonFiniteStateError(i, float(grid[i]), solver.name)
+        recorded = states[indices]
+    else:
+        recorded = _run_fixed_steps(dynamics, x0, times, solver, generator, brownian, indices, progress,
+                                    check_finite)
+    return Trajectory(
+        times=grid[indices].clone(),
+        states=recorded,
+        grid=grid.clone(),
+        solver=solver.name,
+        nfe=counted.calls,
+        seed=seed,
+        attrs=attrs,
+    )
+
+
+def _run_fixed_steps(dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite) -> Tensor:
+    keep = set(indices)
+    out = [x0] if 0 in keep else []
+    x = x0
+    state = solver.init(dynamics, times[0], x0)
+    noise_device = generator.device if generator is not None else x0.device
+    n_steps = times.shape[0] - 1
+    for i in tqdm(range(n_steps), desc=solver.name, disable=None if progress else True, leave=False):
+        t0, t1 = times[i], times[i + 1]
+        if solver.stochastic:
+            if brownian is not None:
+                dw = brownian.increment(t0, t1).to(x)
+            else:
+                xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=noise_device).to(x.device)
+                dw = torch.sqrt((t1 - t0).abs()) * xi
+            x, state = solver.step(dynamics, t0, t1, x, dw, state)
+        else:
+            x, state = solver.step(dynamics, t0, t1, x, state)
+        if check_finite and not torch.isfinite(x).all():
+            raise NonFiniteStateError(i, float(t1), solver.name)
+        if i + 1 in keep:
+            out.append(x)
+    return torch.stack(out)

@@ -1,0 +1,135 @@
+"""Results: :class:`Trajectory` and its round trip through :class:`xarray.Dataset` and netCDF.
+
+A trajectory's states become the data variable ``x`` with dims ``(time, particle, dim)``; states of any
+trailing shape are flattened into ``dim`` and the shape is kept in the attribute ``state_shape``. Attributes
+carry the solver, NFE, the grid, the seed and the package version (DESIGN.md, "Results").
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import Tensor
+
+from . import __version__
+
+
+@dataclass
+class Trajectory:
+    """States recorded along an integration.
+
+    Attributes:
+        times: ``(n_recorded,)`` times at which states were recorded (always the first and last grid time).
+        states: ``(n_recorded, batch, ...)``.
+        grid: the full integration grid ``(n_steps + 1,)``.
+        solver: the solver's name.
+        nfe: number of field evaluations (each a batched call).
+        seed: initial seed of the generator that drove the noise, or ``None`` for a deterministic solve.
+        attrs: further metadata (strings, numbers) kept in the xarray attributes.
+    """
+
+    times: Tensor
+    states: Tensor
+    grid: Tensor
+    solver: str
+    nfe: int
+    seed: int | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def final(self) -> Tensor:
+        """The state at the last grid time, ``(batch, ...)``."""
+        return self.states[-1]
+
+    def at(self, t: float, atol: float = 1e-9) -> Tensor:
+        """The recorded state at time ``t``; raises if ``t`` was not recorded."""
+        match = torch.nonzero((self.times - t).abs() <= atol).reshape(-1)
+        if match.numel() == 0:
+            raise ValueError(f"time {t} was not recorded; recorded times are {self.times.tolist()}")
+        return self.states[int(match[0])]
+
+    # ------------------------------------------------------------ xarray
+    def to_xarray(self) -> xr.Dataset:
+        """The trajectory as a Dataset with dims ``time``, ``particle``, ``dim``."""
+        n_times, batch = self.states.shape[:2]
+        values = self.states.detach().reshape(n_times, batch, -1).cpu().numpy()
+        attrs = {
+            "solver": self.solver,
+            "nfe": int(self.nfe),
+            "grid": self.grid.detach().cpu().double().numpy(),
+            "state_shape": np.asarray(self.states.shape[2:], dtype=np.int64),
+            "dtype": str(self.states.dtype).replace("torch.", ""),
+            "interp_version": __version__,
+        }
+        if self.seed is not None:
+            attrs["seed"] = int(self.seed)
+        for key, value in self.attrs.items():
+            attrs[key] = int(value) if isinstance(value, bool) else value
+        return xr.Dataset(
+            {"x": (("time", "particle", "dim"), values)},
+            coords={
+                "time": self.times.detach().cpu().double().numpy(),
+                "particle": np.arange(batch),
+                "dim": np.arange(values.shape[-1]),
+            },
+            attrs=attrs,
+        )
+
+    @classmethod
+    def from_xarray(cls, ds: xr.Dataset) -> Trajectory:
+        """Rebuild a trajectory written by :meth:`to_xarray`."""
+        missing = ({"x"} - set(ds.data_vars)) | ({"solver", "nfe", "grid", "state_shape", "dtype"} - set(ds.attrs))
+        if missing:
+            raise ValueError(f"dataset is not a trajectory: missing {sorted(missing)}")
+        dtype = getattr(torch, str(ds.attrs["dtype"]))
+        shape = tuple(int(s) for s in np.atleast_1d(ds.attrs["state_shape"]))
+        values = torch.tensor(np.array(ds["x"].values), dtype=dtype)
+        states = values.reshape(values.shape[:2] + shape)
+        reserved = {"solver", "nfe", "grid", "state_shape", "dtype", "interp_version", "seed"}
+        return cls(
+            times=torch.tensor(np.array(ds["time"].values), dtype=torch.float64),
+            states=states,
+            grid=torch.tensor(np.array(np.atleast_1d(ds.attrs["grid"])), dtype=torch.float64),
+            solver=str(ds.attrs["solver"]),
+            nfe=int(ds.attrs["nfe"]),
+            seed=int(ds.attrs["seed"]) if "seed" in ds.attrs else None,
+            attrs={k: v for k, v in ds.attrs.items() if k not in reserved},
+        )
+
+    def to_netcdf(self, path: str | os.PathLike) -> None:
+        """Write to netCDF atomically (temp file + rename)."""
+        write_netcdf(self.to_xarray(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Trajectory:
+        with xr.open_dataset(path, engine=netcdf_engine()) as ds:
+            return cls.from_xarray(ds.load())
+
+
+def netcdf_engine() -> str:
+    """The netCDF-4 engine available here (h5netcdf preferred, as in the ``netcdf`` extra)."""
+    for engine, module in (("h5netcdf", "h5netcdf"), ("netcdf4", "netCDF4")):
+        if importlib.util.find_spec(module) is not None:
+            return engine
+    raise ImportError("writing netCDF needs h5netcdf: pip install 'interp[netcdf]'")
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
+    """Write ``ds`` to ``path`` through a temporary file and an atomic rename."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=directory)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine=netcdf_engine())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,69 @@
+r"""Fixed-step explicit Runge–Kutta ODE solvers: Euler, Heun, midpoint, RK4.
+
+One class, :class:`ExplicitRungeKutta`, runs any explicit Butcher tableau
+:math:`k_i = f(t + c_i h, x + h\sum_{j<i} a_{ij}k_j)`, :math:`x' = x + h\sum_i b_i k_i`
+(Hairer, Nørsett & Wanner, "Solving ODEs I", Sec. II.1); the named solvers are its instances, each declaring
+its order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .base import ODESolver
+
+
+class ExplicitRungeKutta(ODESolver):
+    """An explicit Runge–Kutta method from its tableau ``(a, b, c)`` and declared ``order``."""
+
+    def __init__(self, name: str, a: Sequence[Sequence[float]], b: Sequence[float], c: Sequence[float], order: int):
+        stages = len(b)
+        if len(c) != stages or len(a) != stages or any(len(row) != i for i, row in enumerate(a)):
+            raise ValueError("a must be strictly lower triangular (row i has i entries) with len(a) == len(b) == len(c)")
+        if abs(sum(b) - 1) > 1e-12:
+            raise ValueError(f"the weights b must sum to 1 (consistency); got {sum(b)}")
+        self.name, self.a, self.b, self.c, self.order = name, a, b, c, order
+        self.nfe_per_step = stages
+
+    def step(self, field, t0, t1, x, state):
+        h = t1 - t0
+        ks = []
+        for a_row, c_i in zip(self.a, self.c):
+            xi = x
+            for a_ij, k in zip(a_row, ks):
+                if a_ij:
+                    xi = xi + (h * a_ij) * k
+            ks.append(field(t0 + c_i * h, xi))
+        increment = sum((b_i * k for b_i, k in zip(self.b, ks) if b_i), torch.zeros_like(x))
+        return x + h * increment, state
+
+    def __repr__(self):
+        return f"ExplicitRungeKutta({self.name!r}, order={self.order})"
+
+
+def Euler() -> ExplicitRungeKutta:
+    """Forward Euler, order 1."""
+    return ExplicitRungeKutta("euler", [[]], [1.0], [0.0], order=1)
+
+
+def Heun() -> ExplicitRungeKutta:
+    """Heun's method (explicit trapezoid), order 2."""
+    return ExplicitRungeKutta("heun", [[], [1.0]], [0.5, 0.5], [0.0, 1.0], order=2)
+
+
+def Midpoint() -> ExplicitRungeKutta:
+    """Explicit midpoint, order 2."""
+    return ExplicitRungeKutta("midpoint", [[], [0.5]], [0.0, 1.0], [0.0, 0.5], order=2)
+
+
+def RK4() -> ExplicitRungeKutta:
+    """The classical fourth-order Runge–Kutta method."""
+    return ExplicitRungeKutta(
+        "rk4", [[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6], [0.0, 0.5, 0.5, 1.0], order=4
+    )
+
+
+ODE_SOLVERS = {"euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4}
+"""Every fixed-step ODE solver, by name (the convergence-order checks iterate over this)."""
