@@ -55,6 +55,7 @@ class ExactMarginals:
         self.interpolant, self.rho0, self.rho1 = interpolant, rho0, rho1
         self.dim = rho0.dim
         self.log_weights = (rho0.log_weights[:, None] + rho1.log_weights[None, :]).reshape(-1)
+        self._cache = None
 
     def __repr__(self) -> str:
         return f"ExactMarginals({self.interpolant.name}, rho0={self.rho0}, rho1={self.rho1})"
@@ -82,11 +83,17 @@ class ExactMarginals:
         return means.reshape(T, -1, d), cov.reshape(T, -1, d, d), r0, r1
 
     def _terms(self, t, x: Tensor):
+        # An SDE drift asks for the velocity and the score at the same (t, x): reuse the component terms
+        # (one entry, keyed on the very tensor and its in-place version counter).
         check_batch(x, "x", dim=self.dim)
         tt = self._times(t, x)
+        cached = self._cache
+        if cached is not None and cached[0] is x and cached[1] == x._version and torch.equal(cached[2], tt):
+            return cached[3]
         means, cov, r0, r1 = self._components(tt, x)
         chol = cholesky_checked(cov, "the marginal covariance K(t)")
         terms = component_terms(x, self.log_weights.to(x), means, chol)
+        self._cache = (x, x._version, tt, (tt, terms, r0, r1))
         return tt, terms, r0, r1
 
     def _expect(self, terms: ComponentTerms, matrices: Tensor, extra: Tensor | None = None) -> Tensor:
