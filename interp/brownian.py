@@ -18,7 +18,12 @@ def brownian_interval(t0: float, t1: float, shape, *, dtype, device, generator, 
     seed_device = generator.device if generator is not None else "cpu"
     entropy = int(torch.randint(0, 2**62, (), generator=generator, device=seed_device))
     return torchsde.BrownianInterval(
-        t0=t0, t1=t1, size=tuple(shape), dtype=dtype, device=device, entropy=entropy,
+        t0=t0,
+        t1=t1,
+        size=tuple(shape),
+        dtype=dtype,
+        device=device,
+        entropy=entropy,
         levy_area_approximation="space-time" if space_time else "none",
     )
 
@@ -39,8 +44,17 @@ class BrownianPath:
         True
     """
 
-    def __init__(self, t_min: float, t_max: float, shape, *, n_steps: int = 4096, dtype=torch.float64,
-                 device="cpu", generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        t_min: float,
+        t_max: float,
+        shape,
+        *,
+        n_steps: int = 4096,
+        dtype=torch.float64,
+        device="cpu",
+        generator: torch.Generator | None = None,
+    ):
         if not t_min < t_max:
             raise ValueError(f"need t_min < t_max; got {t_min}, {t_max}")
         if not (isinstance(n_steps, int) and n_steps >= 1):
@@ -49,8 +63,12 @@ class BrownianPath:
         self.dt = (self.t_max - self.t_min) / n_steps
         noise_device = generator.device if generator is not None else device
         steps = torch.randn((n_steps,) + self.shape, generator=generator, dtype=dtype, device=noise_device)
-        self._values = torch.cat([torch.zeros((1,) + self.shape, dtype=dtype, device=noise_device),
-                                  torch.cumsum(steps * self.dt**0.5, dim=0)]).to(device)
+        self._values = torch.cat(
+            [
+                torch.zeros((1,) + self.shape, dtype=dtype, device=noise_device),
+                torch.cumsum(steps * self.dt**0.5, dim=0),
+            ]
+        ).to(device)
 
     def _index(self, t) -> int:
         position = (float(t) - self.t_min) / self.dt

@@ -72,8 +72,13 @@ def invert_monotone(fn: Callable[[Tensor], Tensor], values: Tensor, lo: float, h
 
 
 def _schedule_grid(
-    schedule: Schedule, level: Callable[[Tensor], Tensor], knots: Callable[[Tensor, Tensor], Tensor],
-    n_steps: int, t_start: float, t_end: float, what: str,
+    schedule: Schedule,
+    level: Callable[[Tensor], Tensor],
+    knots: Callable[[Tensor, Tensor], Tensor],
+    n_steps: int,
+    t_start: float,
+    t_end: float,
+    what: str,
 ) -> Tensor:
     _check_steps(n_steps)
     if not isinstance(schedule, Schedule):

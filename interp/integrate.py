@@ -52,7 +52,7 @@ def _record_indices(record, grid: Tensor) -> list[int]:
         return [0, n - 1]
     if isinstance(record, Sequence) or isinstance(record, Tensor):
         indices = {0, n - 1}
-        for t in (record.tolist() if isinstance(record, Tensor) else record):
+        for t in record.tolist() if isinstance(record, Tensor) else record:
             match = torch.nonzero((grid - float(t)).abs() <= 1e-9 * max(1.0, abs(float(t)))).reshape(-1)
             if match.numel() == 0:
                 raise ValueError(f"record time {t} is not a point of the grid; add it to the grid")
@@ -124,8 +124,7 @@ def integrate(
                     raise NonFiniteStateError(i, float(grid[i]), solver.name)
         recorded = states[indices]
     else:
-        recorded = _run_fixed_steps(dynamics, x0, times, solver, generator, brownian, indices, progress,
-                                    check_finite)
+        recorded = _run_fixed_steps(dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite)
     return Trajectory(
         times=grid[indices].clone(),
         states=recorded,

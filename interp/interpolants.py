@@ -196,7 +196,7 @@ class Interpolant:
                 "a Gaussian-base interpolant takes exactly one of velocity, score, x0 (noise prediction) or x1 "
                 f"(data prediction); got {sorted(given) or 'none'}"
             )
-        (kind, value), = given.items()
+        ((kind, value),) = given.items()
         if kind == "x0":
             x0 = value
             x1 = _divide(x - c.alpha * x0, c.beta, "x1 from x0 (beta = 0)", t)
@@ -230,7 +230,7 @@ class Interpolant:
             raise ValueError(f"with gamma > 0 the conversion needs score or denoiser; got {sorted(given)}")
         if len(given) != 1:
             raise ValueError(f"give exactly one of {accepted}; got {sorted(given) or 'none'}")
-        (kind, value), = given.items()
+        ((kind, value),) = given.items()
         # m = alpha x0_hat + beta x1_hat = x - gamma * eta = x + gamma^2 s
         mean = x if score is None else x + c.gamma**2 * score
         if kind == "x0":
@@ -358,4 +358,3 @@ def preset(name: str) -> Interpolant:
     if name not in PRESETS:
         raise ValueError(f"unknown interpolant preset {name!r}; choose from {sorted(PRESETS)}")
     return PRESETS[name]()
-

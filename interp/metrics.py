@@ -57,9 +57,7 @@ def sliced_wasserstein2(
     device = generator.device if generator is not None else "cpu"
     directions = torch.randn((x.shape[1], n_projections), generator=generator, dtype=torch.float64, device=device)
     directions = directions / directions.norm(dim=0, keepdim=True)
-    value = ot.sliced_wasserstein_distance(
-        x.cpu().numpy(), y.cpu().numpy(), projections=directions.cpu().numpy(), p=2
-    )
+    value = ot.sliced_wasserstein_distance(x.cpu().numpy(), y.cpu().numpy(), projections=directions.cpu().numpy(), p=2)
     return float(value)
 
 
@@ -84,7 +82,7 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float | None = None) -> float:
         raise ValueError(f"bandwidth must be positive; got {h}")
 
     def kernel_mean(a, b):
-        return torch.exp(-torch.cdist(a, b) ** 2 / (2 * h * h)).mean()
+        return torch.exp(-(torch.cdist(a, b) ** 2) / (2 * h * h)).mean()
 
     value = kernel_mean(x, x) + kernel_mean(y, y) - 2 * kernel_mean(x, y)
     return float(torch.sqrt(torch.clamp(value, min=0)))
@@ -100,7 +98,9 @@ def energy_distance(x: Tensor, y: Tensor) -> float:
 def log_density_error(estimate: Tensor, exact: Tensor) -> float:
     r"""Mean absolute error :math:`\tfrac1n\sum_i|\widehat{\log\rho}(x_i) - \log\rho(x_i)|` in nats."""
     if estimate.shape != exact.shape:
-        raise ValueError(f"estimate and exact must have the same shape; got {tuple(estimate.shape)}, {tuple(exact.shape)}")
+        raise ValueError(
+            f"estimate and exact must have the same shape; got {tuple(estimate.shape)}, {tuple(exact.shape)}"
+        )
     for name, value in (("estimate", estimate), ("exact", exact)):
         if not torch.isfinite(value).all():
             raise ValueError(f"{name} log-densities must be finite")

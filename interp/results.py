@@ -129,6 +129,9 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         ds.to_netcdf(tmp, engine=netcdf_engine())
+        mask = os.umask(0)  # mkstemp makes the file private; give it the permissions of a normal new file
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -25,8 +25,9 @@ def source_mixture(dim: int) -> GaussianMixture:
         means = torch.tensor([[-1.5, -1.0], [1.0, 1.5]], dtype=torch.float64)
         covs = torch.tensor([[[0.6, 0.25], [0.25, 0.4]], [[0.3, -0.1], [-0.1, 0.5]]], dtype=torch.float64)
         return GaussianMixture(torch.tensor([0.4, 0.6]), means, covs)
-    return GaussianMixture(torch.ones(4), 1.5 * torch.randn(4, dim, generator=g, dtype=torch.float64),
-                           _random_spd(4, dim, 0.3, 1.0, g))
+    return GaussianMixture(
+        torch.ones(4), 1.5 * torch.randn(4, dim, generator=g, dtype=torch.float64), _random_spd(4, dim, 0.3, 1.0, g)
+    )
 
 
 def target_mixture(dim: int) -> GaussianMixture:
@@ -34,8 +35,11 @@ def target_mixture(dim: int) -> GaussianMixture:
     if dim == 2:
         return ring_mixture(n_modes=8, radius=3.0, std=0.35)
     g = torch.Generator().manual_seed(2000 + dim)
-    return GaussianMixture(torch.tensor([1.0, 2.0, 3.0, 2.0]), 2.0 * torch.randn(4, dim, generator=g, dtype=torch.float64),
-                           _random_spd(4, dim, 0.2, 0.8, g))
+    return GaussianMixture(
+        torch.tensor([1.0, 2.0, 3.0, 2.0]),
+        2.0 * torch.randn(4, dim, generator=g, dtype=torch.float64),
+        _random_spd(4, dim, 0.2, 0.8, g),
+    )
 
 
 def exact_marginals(interpolant: Interpolant, dim: int) -> ExactMarginals:

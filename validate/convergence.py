@@ -51,8 +51,9 @@ def ode_orders(seed: int, n_particles: int = 128, steps=(32, 64, 128, 256)) -> l
     generator = torch.Generator().manual_seed(seed)
     exact = exact_marginals(preset("linear-brownian"), dim=2)
     x0 = exact.sample(0.0, n_particles, generator)
-    reference = integrate(exact.velocity, x0, grids.uniform(1), Torchdiffeq("dopri8", rtol=1e-13, atol=1e-13),
-                          progress=False).final
+    reference = integrate(
+        exact.velocity, x0, grids.uniform(1), Torchdiffeq("dopri8", rtol=1e-13, atol=1e-13), progress=False
+    ).final
     records = []
     for name, make in ODE_SOLVERS.items():
         solver = make()
@@ -70,8 +71,15 @@ def _ou(theta: float, sigma: float) -> SDE:
     return SDE(lambda t, x: -theta * x, lambda t, x: torch.full_like(x[:, :1], sigma), additive=True)
 
 
-def sde_orders(seed: int, n_paths: int = 4000, steps=(8, 16, 32, 64, 128), fine: int = 2048,
-               weak_paths: int = 100_000, weak_steps=(4, 8, 16, 32), weak_fine: int = 512) -> list[Record]:
+def sde_orders(
+    seed: int,
+    n_paths: int = 4000,
+    steps=(8, 16, 32, 64, 128),
+    fine: int = 2048,
+    weak_paths: int = 100_000,
+    weak_steps=(4, 8, 16, 32),
+    weak_fine: int = 512,
+) -> list[Record]:
     generator = torch.Generator().manual_seed(seed)
     records = []
     # Strong order 1/2: Euler-Maruyama on geometric Brownian motion, exact solution on the same path.
@@ -84,8 +92,9 @@ def sde_orders(seed: int, n_paths: int = 4000, steps=(8, 16, 32, 64, 128), fine:
     for n in steps:
         final = integrate(gbm, x0, grids.uniform(n), EulerMaruyama(), brownian=path, progress=False).final
         errors.append(float((final - exact).abs().mean()))
-    records += _order_records("gbm", "euler_maruyama/strong", fitted_order(list(steps), errors),
-                              EulerMaruyama.strong_order)
+    records += _order_records(
+        "gbm", "euler_maruyama/strong", fitted_order(list(steps), errors), EulerMaruyama.strong_order
+    )
 
     # Ornstein-Uhlenbeck (additive noise): strong and weak orders against a fine solution on the same path.
     # x0 = 0.5: for x0 near 1.5 the O(h) weak errors of the mean and of the variance nearly cancel in E[X^2]
@@ -96,7 +105,10 @@ def sde_orders(seed: int, n_paths: int = 4000, steps=(8, 16, 32, 64, 128), fine:
     # The weak errors of stochastic Heun (O(h^2)) sit below its strong errors (O(h)), which set the noise of
     # the coupled estimate: hence many more paths, and a coarser reference (its weak error ~1e-5 is still
     # far below the smallest error fitted).
-    for kind, paths, step_list, n_fine in (("strong", n_paths, steps, fine), ("weak", weak_paths, weak_steps, weak_fine)):
+    for kind, paths, step_list, n_fine in (
+        ("strong", n_paths, steps, fine),
+        ("weak", weak_paths, weak_steps, weak_fine),
+    ):
         x0 = torch.full((paths, 1), x_start, dtype=torch.float64)
         path = BrownianPath(0.0, 1.0, x0.shape, n_steps=n_fine, generator=generator)
         reference = integrate(ou, x0, grids.uniform(n_fine), StochasticHeun(), brownian=path, progress=False).final

@@ -16,16 +16,17 @@ from .records import Record
 
 
 def records_dataset(records: list[Record], samples: dict) -> xr.Dataset:
-    """Records along dim ``check``; final 2D samples along ``case``/``particle``/``dim``."""
+    """Records along dim ``check``; final 2D samples along ``run``/``particle``/``dim``."""
     columns = {k: [asdict(r)[k] for r in records] for k in asdict(records[0])}
-    data = {k: ("check", np.asarray(v, dtype=float if k in ("value", "tolerance") else None))
-            for k, v in columns.items()}
+    data = {
+        k: ("check", np.asarray(v, dtype=float if k in ("value", "tolerance") else None)) for k, v in columns.items()
+    }
     data["passed"] = ("check", np.asarray(columns["passed"], dtype=np.int8))
     if samples:
         names = [f"{preset}/{method}" for preset, method in samples]
         stacked = np.stack([s[0].detach().cpu().double().numpy() for s in samples.values()])
-        data["samples"] = (("case", "particle", "dim"), stacked)
-        coords = {"case": names}
+        data["samples"] = (("run", "particle", "dim"), stacked)
+        coords = {"run": names}
     else:
         coords = {}
     return xr.Dataset(data, coords=coords, attrs={"interp_version": __version__, "suite": "validate"})
@@ -51,8 +52,9 @@ def plot_samples(samples: dict, path: str, max_points: int = 1500) -> None:
 
     presets = sorted({p for p, _ in samples})
     methods = sorted({m for _, m in samples})
-    fig, axes = plt.subplots(len(methods), len(presets), figsize=(2.6 * len(presets), 2.6 * len(methods)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(methods), len(presets), figsize=(2.6 * len(presets), 2.6 * len(methods)), squeeze=False
+    )
     grid = torch.linspace(-5, 5, 120, dtype=torch.float64)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     points = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)

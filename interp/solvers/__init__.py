@@ -6,6 +6,19 @@ from .ode import ODE_SOLVERS, RK4, Euler, ExplicitRungeKutta, Heun, Midpoint
 from .sde import SDE_SOLVERS, EulerMaruyama, StochasticHeun
 
 __all__ = [
-    "ODE_SOLVERS", "RK4", "SDE_SOLVERS", "AdaptiveSolver", "Euler", "EulerMaruyama", "ExplicitRungeKutta", "Heun",
-    "Midpoint", "ODESolver", "SDESolver", "Solver", "StochasticHeun", "Torchdiffeq", "Torchsde",
+    "ODE_SOLVERS",
+    "RK4",
+    "SDE_SOLVERS",
+    "AdaptiveSolver",
+    "Euler",
+    "EulerMaruyama",
+    "ExplicitRungeKutta",
+    "Heun",
+    "Midpoint",
+    "ODESolver",
+    "SDESolver",
+    "Solver",
+    "StochasticHeun",
+    "Torchdiffeq",
+    "Torchsde",
 ]

@@ -84,10 +84,13 @@ class Torchsde(AdaptiveSolver):
 
     stochastic = True
 
-    def __init__(self, method: str = "srk", dt: float = 1e-2, adaptive: bool = False, rtol: float = 1e-5,
-                 atol: float = 1e-4):
+    def __init__(
+        self, method: str = "srk", dt: float = 1e-2, adaptive: bool = False, rtol: float = 1e-5, atol: float = 1e-4
+    ):
         if method not in _ITO_METHODS | _STRATONOVICH_METHODS:
-            raise ValueError(f"unknown torchsde method {method!r}; choose from {sorted(_ITO_METHODS | _STRATONOVICH_METHODS)}")
+            raise ValueError(
+                f"unknown torchsde method {method!r}; choose from {sorted(_ITO_METHODS | _STRATONOVICH_METHODS)}"
+            )
         if not dt > 0:
             raise ValueError(f"dt must be positive; got {dt}")
         self.method, self.dt, self.adaptive_steps, self.rtol, self.atol = method, dt, adaptive, rtol, atol
@@ -105,10 +108,26 @@ class Torchsde(AdaptiveSolver):
         method = "milstein" if self.method == "milstein_stratonovich" else self.method
         adapter = _TorchsdeAdapter(sde, x0.shape, sde_type, reverse)
         y0 = x0.reshape(x0.shape[0], -1)
-        bm = brownian_interval(float(ts[0]), float(ts[-1]), y0.shape, dtype=y0.dtype, device=y0.device,
-                               generator=generator, space_time=method == "srk")
-        states = torchsde.sdeint(adapter, y0, ts, bm=bm, method=method, dt=self.dt, adaptive=self.adaptive_steps,
-                                 rtol=self.rtol, atol=self.atol)
+        bm = brownian_interval(
+            float(ts[0]),
+            float(ts[-1]),
+            y0.shape,
+            dtype=y0.dtype,
+            device=y0.device,
+            generator=generator,
+            space_time=method == "srk",
+        )
+        states = torchsde.sdeint(
+            adapter,
+            y0,
+            ts,
+            bm=bm,
+            method=method,
+            dt=self.dt,
+            adaptive=self.adaptive_steps,
+            rtol=self.rtol,
+            atol=self.atol,
+        )
         return states.reshape((len(grid),) + tuple(x0.shape)), {"dt": self.dt, "adaptive": self.adaptive_steps}
 
     def __repr__(self):

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..dynamics import SDE
 
 
-class Solver(ABC):
+class Solver(ABC):  # noqa: B024 - the families below declare the abstract step/solve
     """Base of every solver. ``nfe_per_step`` counts field evaluations per step (for NFE budgets)."""
 
     name: str = "solver"

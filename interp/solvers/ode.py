@@ -21,7 +21,9 @@ class ExplicitRungeKutta(ODESolver):
     def __init__(self, name: str, a: Sequence[Sequence[float]], b: Sequence[float], c: Sequence[float], order: int):
         stages = len(b)
         if len(c) != stages or len(a) != stages or any(len(row) != i for i, row in enumerate(a)):
-            raise ValueError("a must be strictly lower triangular (row i has i entries) with len(a) == len(b) == len(c)")
+            raise ValueError(
+                "a must be strictly lower triangular (row i has i entries) with len(a) == len(b) == len(c)"
+            )
         if abs(sum(b) - 1) > 1e-12:
             raise ValueError(f"the weights b must sum to 1 (consistency); got {sum(b)}")
         self.name, self.a, self.b, self.c, self.order = name, a, b, c, order
@@ -30,13 +32,13 @@ class ExplicitRungeKutta(ODESolver):
     def step(self, field, t0, t1, x, state):
         h = t1 - t0
         ks = []
-        for a_row, c_i in zip(self.a, self.c):
+        for a_row, c_i in zip(self.a, self.c, strict=False):
             xi = x
-            for a_ij, k in zip(a_row, ks):
+            for a_ij, k in zip(a_row, ks, strict=False):
                 if a_ij:
                     xi = xi + (h * a_ij) * k
             ks.append(field(t0 + c_i * h, xi))
-        increment = sum((b_i * k for b_i, k in zip(self.b, ks) if b_i), torch.zeros_like(x))
+        increment = sum((b_i * k for b_i, k in zip(self.b, ks, strict=False) if b_i), torch.zeros_like(x))
         return x + h * increment, state
 
     def __repr__(self):

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from interp import grids
+from interp.brownian import BrownianPath
+from interp.dynamics import SDE
+from interp.integrate import NonFiniteStateError, integrate
+from interp.solvers import RK4, Euler, EulerMaruyama, Heun, Torchdiffeq
+
+
+def _sde():
+    return SDE(lambda t, x: -x, lambda t, x: torch.ones_like(x[:, :1]), additive=True)
+
+
+def test_nfe_and_recording():
+    field = lambda t, x: -x  # noqa: E731
+    x0 = torch.ones(5, 2)
+    out = integrate(field, x0, grids.uniform(8), RK4(), progress=False)
+    assert out.nfe == 8 * 4 and out.states.shape == (2, 5, 2)
+    assert torch.equal(out.times, torch.tensor([0.0, 1.0]))
+    everything = integrate(field, x0, grids.uniform(8), Heun(), record=True, progress=False)
+    assert everything.nfe == 16 and everything.states.shape == (9, 5, 2)
+    some = integrate(field, x0, grids.uniform(8), Euler(), record=[0.25, 0.5], progress=False)
+    assert torch.allclose(some.times, torch.tensor([0.0, 0.25, 0.5, 1.0]))
+    assert torch.equal(some.at(0.5), everything.states[4]) is False  # different solvers, different states
+    assert torch.allclose(some.at(0.25), integrate(field, x0, grids.uniform(2, 0, 0.25), Euler(), progress=False).final)
+    with pytest.raises(ValueError, match="not a point of the grid"):
+        integrate(field, x0, grids.uniform(8), Euler(), record=[0.3], progress=False)
+    with pytest.raises(ValueError, match="was not recorded"):
+        some.at(0.75)
+
+
+def test_any_state_shape():
+    x0 = torch.ones(4, 3, 5, 5)
+    out = integrate(lambda t, x: -x, x0, grids.uniform(4), RK4(), progress=False)
+    assert out.final.shape == x0.shape
+    assert torch.allclose(out.final, x0 * torch.exp(torch.tensor(-1.0)), atol=1e-4)
+
+
+def test_same_seed_same_path_and_seed_recorded():
+    x0 = torch.zeros(6, 2)
+    a = integrate(
+        _sde(), x0, grids.uniform(10), EulerMaruyama(), generator=torch.Generator().manual_seed(7), progress=False
+    )
+    b = integrate(
+        _sde(), x0, grids.uniform(10), EulerMaruyama(), generator=torch.Generator().manual_seed(7), progress=False
+    )
+    c = integrate(_sde(), x0, grids.uniform(10), EulerMaruyama(), progress=False)
+    assert torch.equal(a.final, b.final) and a.seed == 7
+    assert c.seed is not None
+    replay = integrate(
+        _sde(), x0, grids.uniform(10), EulerMaruyama(), generator=torch.Generator().manual_seed(c.seed), progress=False
+    )
+    assert torch.equal(replay.final, c.final)
+
+
+def test_brownian_path_is_shared_across_step_sizes():
+    path = BrownianPath(0.0, 1.0, (3, 2), n_steps=8, generator=torch.Generator().manual_seed(0))
+    total = sum(path.increment(i / 8, (i + 1) / 8) for i in range(8))
+    assert torch.allclose(total, path.increment(0.0, 1.0))
+    zero_drift = SDE(lambda t, x: torch.zeros_like(x), lambda t, x: torch.ones_like(x[:, :1]), additive=True)
+    fine = integrate(zero_drift, torch.zeros(3, 2), grids.uniform(8), EulerMaruyama(), brownian=path, progress=False)
+    coarse = integrate(zero_drift, torch.zeros(3, 2), grids.uniform(2), EulerMaruyama(), brownian=path, progress=False)
+    assert torch.allclose(fine.final, coarse.final)
+    with pytest.raises(ValueError, match="not on the path's grid"):
+        path.increment(0.0, 0.1)
+
+
+def test_non_finite_state_names_step_and_time():
+    blow_up = lambda t, x: x**3 * 1e3  # noqa: E731
+    with pytest.raises(NonFiniteStateError, match=r"step \d+ \(t = "):
+        integrate(blow_up, torch.full((2, 1), 10.0), grids.uniform(20), Euler(), progress=False)
+    nan_field = lambda t, x: x * float("nan")  # noqa: E731
+    with pytest.raises(NonFiniteStateError) as info:
+        integrate(nan_field, torch.ones(2, 1), grids.uniform(5), Euler(), progress=False)
+    assert info.value.step == 0 and abs(info.value.time - 0.2) < 1e-12
+
+
+def test_bad_input():
+    field = lambda t, x: -x  # noqa: E731
+    with pytest.raises(ValueError, match="finite"):
+        integrate(field, torch.tensor([[float("nan")]]), grids.uniform(2), Euler(), progress=False)
+    with pytest.raises(ValueError, match="strictly"):
+        integrate(field, torch.ones(2, 1), torch.tensor([0.0, 0.5, 0.5]), Euler(), progress=False)
+    with pytest.raises(ValueError, match="returned"):
+        integrate(lambda t, x: x[:, :1], torch.ones(2, 3), grids.uniform(2), Euler(), progress=False)
+    with pytest.raises(TypeError, match="interp solver"):
+        integrate(field, torch.ones(2, 1), grids.uniform(2), "rk4", progress=False)
+    with pytest.raises(TypeError, match="floating"):
+        integrate(field, torch.ones(2, 1, dtype=torch.int64), grids.uniform(2), Euler(), progress=False)
+
+
+def test_adaptive_nfe_is_counted():
+    out = integrate(lambda t, x: -x, torch.ones(2, 1), grids.uniform(2), Torchdiffeq(), progress=False)
+    assert out.nfe > 6 and out.states.shape == (2, 2, 1)

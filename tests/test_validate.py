@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from interp.dynamics import generative_sde
+from interp.integrate import integrate
+from interp.interpolants import preset
+from interp.solvers import EulerMaruyama
+from validate import distributions
+from validate.cases import exact_marginals
+from validate.convergence import fitted_order
+from validate.records import check, format_table, write_json
+
+
+def test_records_follow_their_op_and_reject_nan(tmp_path):
+    assert check("s", "c", "m", "x", 1.0, 2.0).passed
+    assert not check("s", "c", "m", "x", 3.0, 2.0).passed
+    assert check("s", "c", "m", "x", 3.0, 2.0, ">=").passed
+    assert not check("s", "c", "m", "x", float("nan"), 2.0).passed
+    with pytest.raises(ValueError):
+        check("s", "c", "m", "x", 1.0, 2.0, "<")
+    records = [check("s", "c", "m", "x", 1.0, 2.0), check("s", "c", "m", "y", 3.0, 2.0)]
+    path = tmp_path / "r.json"
+    write_json(records, str(path))
+    loaded = json.loads(path.read_text())
+    assert set(loaded[0]) == {"suite", "case", "method", "metric", "value", "tolerance", "op", "passed"}
+    assert [r["passed"] for r in loaded] == [True, False]
+    assert format_table(records).splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_fitted_order_recovers_a_known_power():
+    steps = [8, 16, 32, 64]
+    assert fitted_order(steps, [3.0 * (1 / n) ** 2.5 for n in steps]) == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_distribution_checks_pass_exact_and_fail_a_wrong_sde(seed):
+    """The budget passes the exact sampler and catches an SDE whose score term has the wrong sign."""
+    interpolant = preset("linear")
+    exact = exact_marginals(interpolant, 2)
+    generator = torch.Generator().manual_seed(seed)
+    ref = distributions._Reference(exact, 1.0, 400, 2, generator)
+    x0 = exact.sample(0.0, 800, generator)
+    right = generative_sde(exact.velocity, exact.score, 0.5)
+    wrong = generative_sde(exact.velocity, exact.score, 0.5, backward=True)  # b - eps s run forward: biased
+    results = {}
+    for label, sde in (("right", right), ("wrong", wrong)):
+        final = integrate(
+            sde, x0, distributions._grid(0.0, 1.0, 200), EulerMaruyama(), generator=generator, progress=False
+        ).final
+        results[label] = distributions._compare("linear/2d", label, final, ref, generator)
+    assert all(r.passed for r in results["right"])
+    assert not all(r.passed for r in results["wrong"])
+    assert max(r.value for r in results["wrong"] if r.metric.startswith("logrho_z")) > 10
+
+
+def test_check_grid_contains_check_times():
+    grid = distributions._grid(0.0, 0.999, 10)
+    for t in distributions.CHECK_TIMES:
+        assert np.isclose(grid.numpy(), t).any()
+    back = distributions._grid(1.0, 0.0, 10)
+    assert back[0] == 1.0 and (back[1:] < back[:-1]).all()
