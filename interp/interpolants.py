@@ -197,12 +197,8 @@ class Interpolant:
                 f"(data prediction); got {sorted(given) or 'none'}"
             )
         ((kind, value),) = given.items()
-        if kind == "x0":
-            x0 = value
-            x1 = _divide(x - c.alpha * x0, c.beta, "x1 from x0 (beta = 0)", t)
-        elif kind == "x1":
-            x1 = value
-            x0 = _divide(x - c.beta * x1, c.alpha, "x0 from x1 (alpha = 0)", t)
+        if kind in ("x0", "x1"):
+            x0, x1 = _other_endpoint(kind, value, x, c, t)
         elif kind == "score":
             x0 = -c.alpha * value
             x1 = _divide(x + c.alpha**2 * value, c.beta, "x1 from the score (beta = 0)", t)
@@ -233,12 +229,8 @@ class Interpolant:
         ((kind, value),) = given.items()
         # m = alpha x0_hat + beta x1_hat = x - gamma * eta = x + gamma^2 s
         mean = x if score is None else x + c.gamma**2 * score
-        if kind == "x0":
-            x0 = value
-            x1 = _divide(mean - c.alpha * x0, c.beta, "x1 from x0 (beta = 0)", t)
-        elif kind == "x1":
-            x1 = value
-            x0 = _divide(mean - c.beta * x1, c.alpha, "x0 from x1 (alpha = 0)", t)
+        if kind in ("x0", "x1"):
+            x0, x1 = _other_endpoint(kind, value, mean, c, t)
         else:
             v = value
             if kind == "velocity" and score is not None:
@@ -247,6 +239,13 @@ class Interpolant:
             x0 = _divide(c.beta_dot * mean - c.beta * v, det, "x0 from the velocity", t)
             x1 = _divide(c.alpha * v - c.alpha_dot * mean, det, "x1 from the velocity", t)
         return Posterior(self, t, x, c, x0=x0, x1=x1, given_score=score)
+
+
+def _other_endpoint(kind: str, value: Tensor, mean: Tensor, c: Coefficients, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Solve ``mean = alpha x0 + beta x1`` for the endpoint not given; returns ``(x0, x1)``."""
+    if kind == "x0":
+        return value, _divide(mean - c.alpha * value, c.beta, "x1 from x0 (beta = 0)", t)
+    return _divide(mean - c.beta * value, c.alpha, "x0 from x1 (alpha = 0)", t), value
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -279,15 +279,22 @@ class BrownianGamma(NoiseSchedule):
         return f"BrownianGamma(sigma={self.sigma})"
 
 
-class QuadraticGamma(NoiseSchedule):
-    r""":math:`\gamma = a\,t(1-t)` (ABV 2023), smooth at both ends."""
-
-    name = "quadratic"
+class _ScaledGamma(NoiseSchedule):
+    """A noise schedule :math:`a\\,g(t)` with a positive scale :math:`a`."""
 
     def __init__(self, scale: float = 1.0):
         if not scale > 0:
             raise ValueError(f"scale must be positive; got {scale}")
         self.scale = float(scale)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(scale={self.scale})"
+
+
+class QuadraticGamma(_ScaledGamma):
+    r""":math:`\gamma = a\,t(1-t)` (ABV 2023), smooth at both ends."""
+
+    name = "quadratic"
 
     def gamma(self, t):
         return self.scale * t * (1 - t)
@@ -295,28 +302,17 @@ class QuadraticGamma(NoiseSchedule):
     def gamma_dot(self, t):
         return self.scale * (1 - 2 * t)
 
-    def __repr__(self):
-        return f"QuadraticGamma(scale={self.scale})"
 
-
-class SinSquaredGamma(NoiseSchedule):
+class SinSquaredGamma(_ScaledGamma):
     r""":math:`\gamma = a \sin^2(\pi t)` (ABV 2023), smooth at both ends."""
 
     name = "sin2"
-
-    def __init__(self, scale: float = 1.0):
-        if not scale > 0:
-            raise ValueError(f"scale must be positive; got {scale}")
-        self.scale = float(scale)
 
     def gamma(self, t):
         return self.scale * torch.sin(math.pi * t) ** 2
 
     def gamma_dot(self, t):
         return self.scale * math.pi * torch.sin(2 * math.pi * t)
-
-    def __repr__(self):
-        return f"SinSquaredGamma(scale={self.scale})"
 
 
 class CustomGamma(NoiseSchedule):
