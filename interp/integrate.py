@@ -84,7 +84,8 @@ def integrate(
             its seed recorded in the trajectory, so any run can be repeated.
         brownian: an optional fixed :class:`~interp.brownian.BrownianPath` to take increments from instead.
         record: ``False`` keeps the first and last states, ``True`` every grid state, or a list of grid times.
-        progress: show a tqdm bar (auto-disabled when output is not a terminal).
+        progress: show a tqdm bar over the steps of a fixed-step solver (auto-disabled when output is not a
+            terminal; adaptive solvers step inside their library).
         check_finite: raise :class:`NonFiniteStateError` at the first non-finite state.
 
     Returns:
