@@ -5,7 +5,7 @@ The public API is what this module re-exports; submodules hold one concept each 
 
 __version__ = "0.1.0"
 
-from . import analytic, grids, metrics, schedules, solvers  # noqa: E402
+from . import analytic, couplings, grids, losses, metrics, nets, schedules, solvers  # noqa: E402
 from .brownian import BrownianPath  # noqa: E402
 from .dynamics import SDE, generative_sde  # noqa: E402
 from .integrate import NonFiniteStateError, integrate  # noqa: E402
@@ -13,6 +13,23 @@ from .interpolants import PRESETS, Interpolant, Posterior, preset  # noqa: E402
 from .results import Trajectory  # noqa: E402
 
 __all__ = [
-    "PRESETS", "SDE", "BrownianPath", "Interpolant", "NonFiniteStateError", "Posterior", "Trajectory", "analytic",
-    "generative_sde", "grids", "integrate", "metrics", "preset", "schedules", "solvers", "__version__",
+    "PRESETS",
+    "SDE",
+    "BrownianPath",
+    "Interpolant",
+    "NonFiniteStateError",
+    "Posterior",
+    "Trajectory",
+    "__version__",
+    "analytic",
+    "couplings",
+    "generative_sde",
+    "grids",
+    "integrate",
+    "losses",
+    "metrics",
+    "nets",
+    "preset",
+    "schedules",
+    "solvers",
 ]

@@ -1,0 +1,145 @@
+r"""Couplings: how the pairs :math:`(x_0, x_1)` of a training batch are drawn.
+
+* :class:`IndependentCoupling` — keep the independent draws as they are (:math:`\pi = \rho_0 \otimes \rho_1`).
+* :class:`ExactOTCoupling` — minibatch optimal transport with cost :math:`|x_0 - x_1|^2` (POT ``ot.emd``;
+  Tong et al. 2023 "OT-CFM", Pooladian et al. 2023). For equal batch sizes the plan is a permutation and
+  each :math:`x_0` is paired with its match.
+* :class:`EntropicOTCoupling` — the static Schrödinger-bridge plan for a reference :math:`\sqrt{\epsilon}\,W`:
+  entropic OT with cost :math:`|x_0-x_1|^2` and entropy weight :math:`2\epsilon` (ALGORITHMS.md §4), solved by
+  POT's ``ot.sinkhorn(a, b, M, reg=2 * epsilon)`` on the *unnormalised* cost, then ``batch`` pairs drawn from the
+  plan with an explicit ``torch.Generator``. For Gaussians :math:`N(0,1) \to N(0,1)` with :math:`\epsilon=1` the
+  pairs have covariance :math:`(\sqrt5-1)/2`.
+
+Plans are computed with POT's torch backend, so tensors stay on their device. States of any shape
+``(batch, ...)`` are flattened for the cost.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import ot
+import torch
+from torch import Tensor
+
+from ._checks import check_batch
+
+
+def _check_pair(x0: Tensor, x1: Tensor) -> None:
+    check_batch(x0, "x0")
+    check_batch(x1, "x1")
+    if x0.shape[0] == 0 or x1.shape[0] == 0:
+        raise ValueError("x0 and x1 must not be empty")
+    if x0.shape[1:] != x1.shape[1:]:
+        raise ValueError(f"x0 and x1 must share their trailing shape; got {tuple(x0.shape)} and {tuple(x1.shape)}")
+
+
+def squared_distances(x0: Tensor, x1: Tensor) -> Tensor:
+    """Cost matrix :math:`M_{ij} = |x_{0,i} - x_{1,j}|^2`, shape ``(batch0, batch1)``."""
+    return torch.cdist(x0.reshape(x0.shape[0], -1), x1.reshape(x1.shape[0], -1)) ** 2
+
+
+class Coupling(ABC):
+    """Re-pairs two batches. ``pair(x0, x1, generator)`` returns two batches of equal size."""
+
+    name = "coupling"
+
+    @abstractmethod
+    def pair(self, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class IndependentCoupling(Coupling):
+    """Independent pairs: the batches are returned as drawn (they must have the same size)."""
+
+    name = "independent"
+
+    def pair(self, x0, x1, generator=None):
+        _check_pair(x0, x1)
+        if x0.shape[0] != x1.shape[0]:
+            raise ValueError(f"independent pairs need equal batch sizes; got {x0.shape[0]} and {x1.shape[0]}")
+        return x0, x1
+
+
+class _PlanCoupling(Coupling):
+    """A coupling given by a transport plan between the two empirical measures."""
+
+    @abstractmethod
+    def plan(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The plan, shape ``(batch0, batch1)``, rows summing to ``1/batch0`` and columns to ``1/batch1``."""
+
+    def sample_pairs(self, plan: Tensor, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` index pairs ``(i, j)`` with probability ``plan[i, j]`` (with replacement)."""
+        flat = plan.reshape(-1).clamp(min=0)
+        device = generator.device if generator is not None else flat.device
+        index = torch.multinomial(flat.to(device), n, replacement=True, generator=generator).to(flat.device)
+        return index // plan.shape[1], index % plan.shape[1]
+
+    def pair(self, x0, x1, generator=None):
+        _check_pair(x0, x1)
+        plan = self.plan(x0, x1)
+        if not torch.isfinite(plan).all() or plan.sum() <= 0:
+            raise ValueError(f"{self.name}: the transport plan is degenerate (non-finite or zero)")
+        i, j = self._pairs(plan, x0.shape[0], generator)
+        return x0[i], x1[j]
+
+    def _pairs(self, plan, n, generator):
+        return self.sample_pairs(plan, n, generator)
+
+
+class ExactOTCoupling(_PlanCoupling):
+    """Minibatch exact OT with squared Euclidean cost (POT ``ot.emd``)."""
+
+    name = "exact_ot"
+
+    def __init__(self, max_iterations: int = 1_000_000):
+        self.max_iterations = int(max_iterations)
+
+    def plan(self, x0, x1):
+        a = torch.full((x0.shape[0],), 1.0 / x0.shape[0], dtype=x0.dtype, device=x0.device)
+        b = torch.full((x1.shape[0],), 1.0 / x1.shape[0], dtype=x1.dtype, device=x1.device)
+        return ot.emd(a, b, squared_distances(x0, x1).detach(), numItermax=self.max_iterations)
+
+    def _pairs(self, plan, n, generator):
+        if plan.shape[0] == plan.shape[1]:
+            # Equal sizes: the optimal plan is a permutation (Birkhoff); pair each x0 with its match.
+            return torch.arange(n, device=plan.device), plan.argmax(dim=1)
+        return self.sample_pairs(plan, n, generator)
+
+
+class EntropicOTCoupling(_PlanCoupling):
+    r"""Static Schrödinger-bridge plan for the reference :math:`\sqrt{\epsilon}W`: Sinkhorn with ``reg = 2 epsilon``.
+
+    Args:
+        epsilon: the reference noise :math:`\epsilon > 0` (ALGORITHMS.md §4); the cost is not normalised, so the
+            plan is the entropic OT plan of the actual squared distances.
+        max_iterations, threshold: Sinkhorn stopping rule (POT ``numItermax``, ``stopThr``).
+        method: POT's Sinkhorn variant; ``"sinkhorn_log"`` (default) stays stable for small ``epsilon``.
+    """
+
+    name = "entropic_ot"
+
+    def __init__(
+        self, epsilon: float, max_iterations: int = 10_000, threshold: float = 1e-9, method: str = "sinkhorn_log"
+    ):
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be positive; got {epsilon}")
+        self.epsilon, self.max_iterations, self.threshold, self.method = (
+            float(epsilon),
+            max_iterations,
+            threshold,
+            method,
+        )
+
+    def plan(self, x0, x1):
+        a = torch.full((x0.shape[0],), 1.0 / x0.shape[0], dtype=x0.dtype, device=x0.device)
+        b = torch.full((x1.shape[0],), 1.0 / x1.shape[0], dtype=x1.dtype, device=x1.device)
+        cost = squared_distances(x0, x1).detach()
+        return ot.sinkhorn(
+            a, b, cost, reg=2 * self.epsilon, method=self.method, numItermax=self.max_iterations, stopThr=self.threshold
+        )
+
+    def __repr__(self):
+        return f"EntropicOTCoupling(epsilon={self.epsilon})"

@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from interp.analytic import ExactMarginals, GaussianMixture
+from interp.interpolants import preset
+from interp.losses import InterpolantLoss, Parameterisation, sample_times
+from interp.nets import MLP
+
+
+def _exact(name):
+    interpolant = preset(name)
+    rho0 = (
+        GaussianMixture(torch.ones(1), torch.zeros(1, 2), 1.0)
+        if interpolant.gaussian_base
+        else GaussianMixture(torch.ones(2), torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), 0.3)
+    )
+    rho1 = GaussianMixture(torch.ones(2), torch.tensor([[0.0, 2.0], [0.0, -2.0]]), 0.2)
+    return ExactMarginals(interpolant, rho0, rho1)
+
+
+FIELDS = {
+    Parameterisation.VELOCITY: "velocity",
+    Parameterisation.MEAN_VELOCITY: "mean_velocity",
+    Parameterisation.DENOISER: "denoiser",
+    Parameterisation.SCORE: "score",
+    Parameterisation.X0: "x0_mean",
+    Parameterisation.X1: "x1_mean",
+}
+
+
+@pytest.mark.parametrize("parameterisation", list(Parameterisation))
+def test_exact_field_minimises_the_loss(parameterisation):
+    """The conditional expectation beats any perturbation of it: L(f*) < L(f* + delta) for delta = +-0.1."""
+    exact = _exact("linear-brownian")
+    field = getattr(exact, FIELDS[parameterisation])
+    loss = InterpolantLoss(exact.interpolant, parameterisation)
+    x0, x1 = (
+        exact.rho0.sample(20000, torch.Generator().manual_seed(0)),
+        exact.rho1.sample(20000, torch.Generator().manual_seed(1)),
+    )
+
+    def value(shift):
+        return float(loss(lambda t, x: field(t, x) + shift, x0, x1, torch.Generator().manual_seed(2)))
+
+    best = value(0.0)
+    assert best < value(0.1) and best < value(-0.1)
+
+
+def test_loss_gap_equals_the_squared_shift():
+    """L(f* + c) - L(f*) = |c|^2 / dim per coordinate for a constant shift c (same noise)."""
+    exact = _exact("flow")
+    loss = InterpolantLoss(exact.interpolant, Parameterisation.X1)
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = exact.rho0.sample(50000, g), exact.rho1.sample(50000, g)
+    base = float(loss(exact.x1_mean, x0, x1, torch.Generator().manual_seed(3)))
+    shifted = float(loss(lambda t, x: exact.x1_mean(t, x) + 0.3, x0, x1, torch.Generator().manual_seed(3)))
+    assert shifted - base == pytest.approx(0.09, rel=0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_training_a_small_mlp_learns_the_exact_velocity(seed):
+    torch.manual_seed(seed)
+    exact = _exact("linear")
+    net = MLP((2,), hidden=128, depth=3)
+    optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
+    loss = InterpolantLoss(exact.interpolant, Parameterisation.VELOCITY)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(1000):
+        value = loss(net, exact.rho0.sample(256, g), exact.rho1.sample(256, g), g)
+        optimiser.zero_grad()
+        value.backward()
+        optimiser.step()
+    with torch.no_grad():
+        x = exact.sample(0.5, 2000, g)
+        error = (net(0.5, x) - exact.velocity(0.5, x)).pow(2).sum(1).mean() / exact.velocity(0.5, x).pow(2).sum(
+            1
+        ).mean()
+    assert float(error.sqrt()) < 0.3
+
+
+def test_antithetic_and_weighting_and_time_clip():
+    exact = _exact("linear-brownian")
+    loss = InterpolantLoss(exact.interpolant, Parameterisation.VELOCITY, antithetic=True, weighting=lambda t: 1 + t)
+    assert loss.time_range == (1e-3, 1 - 1e-3)
+    x = exact.rho0.sample(64, torch.Generator().manual_seed(0))
+    value = loss(
+        exact.velocity, x, exact.rho1.sample(64, torch.Generator().manual_seed(1)), torch.Generator().manual_seed(2)
+    )
+    assert torch.isfinite(value)
+    t = sample_times(1000, torch.Generator().manual_seed(0), 0.2, 0.3, dtype=torch.float64, device="cpu")
+    assert t.min() >= 0.2 and t.max() <= 0.3
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="gamma > 0"):
+        InterpolantLoss(preset("linear"), Parameterisation.DENOISER)
+    with pytest.raises(TypeError):
+        InterpolantLoss(preset("linear"), "velocity")
+    loss = InterpolantLoss(preset("linear"), Parameterisation.VELOCITY)
+    with pytest.raises(ValueError, match="same shape"):
+        loss(lambda t, x: x, torch.zeros(4, 2), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="finite"):
+        loss(lambda t, x: x, torch.zeros(4, 2), torch.full((4, 2), float("inf")))
+    with pytest.raises(ValueError, match="model returned"):
+        loss(lambda t, x: x[:, :1], torch.zeros(4, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="t_min"):
+        sample_times(3, None, 0.5, 0.2, dtype=torch.float64, device="cpu")
