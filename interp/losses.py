@@ -114,24 +114,38 @@ class InterpolantLoss:
             return sample.x1
         return sample.z  # DENOISER, and SCORE in its gamma-weighted form
 
-    def __call__(self, model: Model, x0: Tensor, x1: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Mean loss over the batch (a scalar tensor with gradients w.r.t. the model's parameters)."""
+    def sample_times(self, batch: int, generator: torch.Generator | None, *, dtype, device) -> Tensor:
+        """Training times for a batch, uniform on :attr:`time_range`."""
+        return sample_times(batch, generator, *self.time_range, dtype=dtype, device=device)
+
+    def __call__(
+        self,
+        model: Model,
+        x0: Tensor,
+        x1: Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        t: Tensor | None = None,
+        z: Tensor | None = None,
+    ) -> Tensor:
+        """Mean loss over the batch (a scalar tensor with gradients w.r.t. the model's parameters).
+
+        ``t`` (``(batch,)``) and ``z`` (like ``x0``; with ``antithetic`` the half that is mirrored) are drawn from
+        ``generator`` unless given; a distributed trainer draws them for the global batch and passes its slice.
+        """
         check_batch(x0, "x0")
         check_batch(x1, "x1")
         if x0.shape != x1.shape:
             raise ValueError(f"x0 and x1 must have the same shape; got {tuple(x0.shape)} and {tuple(x1.shape)}")
         if x0.shape[0] == 0:
             raise ValueError("the batch is empty")
-        t = sample_times(x0.shape[0], generator, *self.time_range, dtype=x0.dtype, device=x0.device)
-        z = None
+        if t is None:
+            t = self.sample_times(x0.shape[0], generator, dtype=x0.dtype, device=x0.device)
         if self.antithetic:
-            z_half = torch.randn(
-                x0.shape,
-                generator=generator,
-                dtype=x0.dtype,
-                device=generator.device if generator is not None else x0.device,
-            ).to(x0.device)
-            x0, x1, t, z = torch.cat([x0, x0]), torch.cat([x1, x1]), torch.cat([t, t]), torch.cat([z_half, -z_half])
+            if z is None:
+                noise_device = generator.device if generator is not None else x0.device
+                z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=noise_device).to(x0.device)
+            x0, x1, t, z = torch.cat([x0, x0]), torch.cat([x1, x1]), torch.cat([t, t]), torch.cat([z, -z])
         sample = self.interpolant.sample(x0, x1, t, z=z, generator=generator)
         prediction = model(t, sample.xt)
         if prediction.shape != sample.xt.shape:

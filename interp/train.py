@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -25,6 +26,13 @@ from .couplings import Coupling, IndependentCoupling
 from .losses import InterpolantLoss
 
 Sampler = Callable[[int, torch.Generator], Tensor]
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class TrainingError(FloatingPointError):
@@ -114,8 +122,15 @@ class Trainer:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.config = config or TrainConfig()
         self.device = resolve_device(self.config.device)
+        self.rank, self.world_size = world()
+        if self.config.batch_size % self.world_size:
+            raise ValueError(
+                f"batch_size {self.config.batch_size} must be divisible by the number of processes {self.world_size}"
+            )
         self.model = model.to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        # Under torch.distributed (e.g. launched by torchrun) gradients are averaged across processes by DDP.
+        self.module = nn.parallel.DistributedDataParallel(self.model) if self.world_size > 1 else self.model
         self.loss, self.coupling = loss, coupling or IndependentCoupling()
         self.sample_x0, self.sample_x1 = _source(x0, "x0"), _source(x1, "x1")
         self.optimiser = torch.optim.AdamW(
@@ -144,11 +159,23 @@ class Trainer:
             ema_b.copy_(b)
 
     def train_step(self) -> float:
+        """One optimiser step on the global batch.
+
+        Every process draws the whole global batch, its coupling (so OT is solved on the global batch) and the
+        times and noise from the same generator, then keeps its own slice: one process and several give the
+        same gradients up to the order of floating-point sums.
+        """
         n = self.config.batch_size
         x0 = self.sample_x0(n, self.generator).to(self.device)
         x1 = self.sample_x1(n, self.generator).to(self.device)
         x0, x1 = self.coupling.pair(x0, x1, self.generator)
-        value = self.loss(self.model, x0, x1, self.generator)
+        t = self.loss.sample_times(n, self.generator, dtype=x0.dtype, device=x0.device)
+        z = None
+        if self.loss.antithetic or not self.loss.interpolant.noise.is_zero:
+            z = torch.randn(x0.shape, generator=self.generator, dtype=x0.dtype, device=self.generator.device)
+            z = z.to(self.device)
+        part = slice(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)
+        value = self.loss(self.module, x0[part], x1[part], self.generator, t=t[part], z=None if z is None else z[part])
         if not torch.isfinite(value):
             raise TrainingError(f"the loss became non-finite at step {self.step}; the last checkpoint is kept")
         self.optimiser.zero_grad(set_to_none=True)
@@ -159,13 +186,18 @@ class Trainer:
         self.scheduler.step()
         self._update_ema()
         self.step += 1
-        return float(value.detach())
+        value = value.detach()
+        if self.world_size > 1:
+            dist.all_reduce(value)
+            value = value / self.world_size
+        return float(value)
 
     def fit(self, evaluate: Callable[[Trainer], dict] | None = None) -> TrainResult:
         """Train until ``config.steps``; ``evaluate(trainer)`` runs every ``eval_every`` steps."""
         c = self.config
         self.model.train()
-        bar = tqdm(total=c.steps, initial=self.step, desc="train", disable=None if c.progress else True, leave=False)
+        show = c.progress and self.rank == 0
+        bar = tqdm(total=c.steps, initial=self.step, desc="train", disable=None if show else True, leave=False)
         while self.step < c.steps:
             value = self.train_step()
             self.result.losses.append(value)
@@ -173,7 +205,7 @@ class Trainer:
             bar.set_postfix(loss=f"{value:.4g}")
             if evaluate is not None and c.eval_every and self.step % c.eval_every == 0:
                 self.result.evaluations.append((self.step, evaluate(self)))
-            if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+            if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.rank == 0:
                 self.save(c.checkpoint_path)
         bar.close()
         return self.result
