@@ -128,6 +128,9 @@ class Trainer:
                 f"batch_size {self.config.batch_size} must be divisible by the number of processes {self.world_size}"
             )
         self.model = model.to(self.device)
+        self.dtype = next(
+            (p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.get_default_dtype()
+        )
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         # Under torch.distributed (e.g. launched by torchrun) gradients are averaged across processes by DDP.
         self.module = nn.parallel.DistributedDataParallel(self.model) if self.world_size > 1 else self.model
@@ -166,8 +169,9 @@ class Trainer:
         same gradients up to the order of floating-point sums.
         """
         n = self.config.batch_size
-        x0 = self.sample_x0(n, self.generator).to(self.device)
-        x1 = self.sample_x1(n, self.generator).to(self.device)
+        # Data follow the model's device and floating dtype (a float64 sampler can feed a float32 network).
+        x0 = self.sample_x0(n, self.generator).to(self.device, self.dtype)
+        x1 = self.sample_x1(n, self.generator).to(self.device, self.dtype)
         x0, x1 = self.coupling.pair(x0, x1, self.generator)
         t = self.loss.sample_times(n, self.generator, dtype=x0.dtype, device=x0.device)
         z = None

@@ -10,11 +10,11 @@ import argparse
 import sys
 import time
 
-from . import convergence, distributions
+from . import convergence, distributions, learned
 from .records import format_table, write_json
 from .report import write_report
 
-SUITES = ("distribution", "convergence")
+SUITES = ("distribution", "convergence", "learned")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         records += distributions.run(seed=args.seed, outputs=samples, **options)
     if "convergence" in suites:
         records += convergence.run(seed=args.seed)
+    if "learned" in suites:
+        records += learned.run(seed=args.seed)
     print(format_table(records))
     print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
     if args.json:
