@@ -131,3 +131,11 @@ def test_bad_config_and_sources():
         Trainer(MLP((2,)), loss, "data.csv", exact.rho1.sample, config=TrainConfig(device="cpu"))
     with pytest.raises(ValueError, match="at least one model"):
         LearnedField(exact.interpolant, {})
+
+
+def test_evaluation_hook_runs_on_schedule():
+    exact = _problem()
+    trainer = _trainer(exact, 6, eval_every=2)
+    result = trainer.fit(evaluate=lambda t: {"step": t.step, "lr": t.optimiser.param_groups[0]["lr"]})
+    assert [step for step, _ in result.evaluations] == [2, 4, 6]
+    assert all(info["step"] == step for step, info in result.evaluations)
