@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +17,7 @@ import xarray as xr
 from torch import Tensor
 
 from . import __version__
+from ._files import write_atomically
 
 
 @dataclass
@@ -122,17 +122,5 @@ def netcdf_engine() -> str:
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> None:
     """Write ``ds`` to ``path`` through a temporary file and an atomic rename."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=directory)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine=netcdf_engine())
-        mask = os.umask(0)  # mkstemp makes the file private; give it the permissions of a normal new file
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    engine = netcdf_engine()
+    write_atomically(path, lambda tmp: ds.to_netcdf(tmp, engine=engine))
