@@ -20,7 +20,7 @@ import torch
 from interp.dynamics import generative_sde
 from interp.integrate import integrate
 from interp.interpolants import PRESETS, preset
-from interp.metrics import median_bandwidth, mmd, sliced_wasserstein2
+from interp.metrics import median_bandwidth, mmd, monte_carlo_floor, sliced_wasserstein2
 from interp.solvers import RK4, EulerMaruyama
 
 from .cases import exact_marginals
@@ -51,12 +51,10 @@ class _Reference:
         self.fresh = [self.marginal.sample(n, generator) for _ in range(repeats)]
         # One kernel for the floor and the checks, so their MMDs are comparable.
         self.bandwidth = median_bandwidth(self.fresh[0], self.marginal.sample(n, generator))
-        self.floor = {}
-        for name, metric in _metrics(generator, self.bandwidth).items():
-            pairs = [
-                (self.marginal.sample(n, generator), self.marginal.sample(n, generator)) for _ in range(2 * repeats)
-            ]
-            self.floor[name] = sum(metric(a, b) for a, b in pairs) / len(pairs)
+        self.floor = {
+            name: monte_carlo_floor(metric, self.marginal.sample, n, generator, repeats=2 * repeats)
+            for name, metric in _metrics(generator, self.bandwidth).items()
+        }
 
 
 def _metrics(generator, bandwidth: float):
