@@ -147,7 +147,7 @@ class Interpolant:
             check_same_shape(x0, z, "x0", "z")
         c = self.coefficients(tb, x0)
         xt = c.alpha * x0 + c.beta * x1 + c.gamma * z
-        return InterpolantSample(interpolant=self, t=tb, x0=x0, x1=x1, z=z, xt=xt)
+        return InterpolantSample(interpolant=self, t=tb, x0=x0, x1=x1, z=z, xt=xt, coefficients=c)
 
     # ------------------------------------------------------------------ conversions
     def posterior(
@@ -263,15 +263,12 @@ class InterpolantSample:
     x1: Tensor
     z: Tensor
     xt: Tensor
-
-    @property
-    def _c(self) -> Coefficients:
-        return self.interpolant.coefficients(self.t, self.x0)
+    coefficients: Coefficients
 
     @property
     def mean_velocity(self) -> Tensor:
         r"""Target of :math:`v`: :math:`\dot\alpha x_0 + \dot\beta x_1`."""
-        c = self._c
+        c = self.coefficients
         return c.alpha_dot * self.x0 + c.beta_dot * self.x1
 
     @property
