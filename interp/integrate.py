@@ -3,6 +3,10 @@
 Every solver, fixed-step or adaptive, ODE or SDE, runs through :func:`integrate`, which validates the input,
 counts function evaluations (NFE), draws the Brownian increments from an explicit ``torch.Generator``,
 records the path where asked, shows a progress bar and refuses to carry a non-finite state forward.
+
+A fixed-step solver whose state has a ``tracked()`` method returning ``{name: (batch, ...) tensor}`` (the
+log-density of :mod:`interp.density`, the mixing weights of :mod:`interp.superposition`) has those values
+recorded with the states, into ``Trajectory.extras``.
 """
 
 from __future__ import annotations
@@ -124,8 +128,11 @@ def integrate(
                 if not torch.isfinite(states[i]).all():
                     raise NonFiniteStateError(i, float(grid[i]), solver.name)
         recorded = states[indices]
+        extras = {}
     else:
-        recorded = _run_fixed_steps(dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite)
+        recorded, extras = _run_fixed_steps(
+            dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite
+        )
     return Trajectory(
         times=grid[indices].clone(),
         states=recorded,
@@ -134,14 +141,23 @@ def integrate(
         nfe=counted.calls,
         seed=seed,
         attrs=attrs,
+        extras=extras,
     )
 
 
-def _run_fixed_steps(dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite) -> Tensor:
+def _tracked(state) -> dict[str, Tensor]:
+    tracked = getattr(state, "tracked", None)
+    return tracked() if callable(tracked) else {}
+
+
+def _run_fixed_steps(
+    dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite
+) -> tuple[Tensor, dict[str, Tensor]]:
     keep = set(indices)
     out = [x0] if 0 in keep else []
     x = x0
     state = solver.init(dynamics, times[0], x0)
+    extras = {name: [value] for name, value in _tracked(state).items()} if 0 in keep else {}
     noise_device = generator.device if generator is not None else x0.device
     n_steps = times.shape[0] - 1
     for i in tqdm(range(n_steps), desc=solver.name, disable=None if progress else True, leave=False):
@@ -159,4 +175,6 @@ def _run_fixed_steps(dynamics, x0, times, solver, generator, brownian, indices, 
             raise NonFiniteStateError(i, float(t1), solver.name)
         if i + 1 in keep:
             out.append(x)
-    return torch.stack(out)
+            for name, value in _tracked(state).items():
+                extras.setdefault(name, []).append(value)
+    return torch.stack(out), {name: torch.stack(values) for name, values in extras.items()}

@@ -3,6 +3,10 @@
 A trajectory's states become the data variable ``x`` with dims ``(time, particle, dim)``; states of any
 trailing shape are flattened into ``dim`` and the shape is kept in the attribute ``state_shape``. Attributes
 carry the solver, NFE, the grid, the seed and the package version (DESIGN.md, "Results").
+
+Quantities tracked along the path (log-densities, mixing weights, ...) live in ``Trajectory.extras``: tensors
+whose first two axes are ``(time, particle)``; they become data variables with dims ``(time, particle, ...)``
+(named in ``extra_dims``; a third axis defaults to ``<name>_index``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ class Trajectory:
         nfe: number of field evaluations (each a batched call).
         seed: initial seed of the generator that drove the noise, or ``None`` for a deterministic solve.
         attrs: further metadata (strings, numbers) kept in the xarray attributes.
+        extras: per-particle quantities recorded with the states, each ``(n_recorded, batch, ...)``
+            (e.g. ``"log_density"``: :math:`\log\rho_t(X_t)` from :mod:`interp.density`).
+        extra_dims: xarray dimension names of each extra (default ``("time", "particle", "<name>_index")``).
     """
 
     times: Tensor
@@ -41,6 +48,34 @@ class Trajectory:
     nfe: int
     seed: int | None = None
     attrs: dict = field(default_factory=dict)
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    extra_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        n_times, batch = self.states.shape[:2]
+        for name, value in self.extras.items():
+            if value.ndim < 2 or tuple(value.shape[:2]) != (n_times, batch):
+                raise ValueError(
+                    f"extra {name!r} must have leading shape (time, particle) = ({n_times}, {batch}); "
+                    f"got {tuple(value.shape)}"
+                )
+
+    def dims_of(self, name: str) -> tuple[str, ...]:
+        """The xarray dimensions of the extra ``name``."""
+        ndim = self.extras[name].ndim
+        dims = self.extra_dims.get(name) or ("time", "particle") + tuple(
+            f"{name}_index" if i == 0 else f"{name}_index{i}" for i in range(ndim - 2)
+        )
+        if len(dims) != ndim:
+            raise ValueError(f"extra_dims[{name!r}] names {len(dims)} dims for a {ndim}-d tensor")
+        return tuple(dims)
+
+    @property
+    def log_density(self) -> Tensor:
+        """The tracked :math:`\log\rho_t(X_t)`, ``(n_recorded, batch)``; raises if none was tracked."""
+        if "log_density" not in self.extras:
+            raise KeyError("this trajectory tracked no log-density; use interp.density to compute one")
+        return self.extras["log_density"]
 
     @property
     def final(self) -> Tensor:
@@ -71,8 +106,13 @@ class Trajectory:
             attrs["seed"] = int(self.seed)
         for key, value in self.attrs.items():
             attrs[key] = int(value) if isinstance(value, bool) else value
+        variables = {"x": (("time", "particle", "dim"), values)}
+        for name, value in self.extras.items():
+            if name in variables or name in ("time", "particle", "dim"):
+                raise ValueError(f"extra name {name!r} clashes with a trajectory variable")
+            variables[name] = (self.dims_of(name), value.detach().cpu().numpy())
         return xr.Dataset(
-            {"x": (("time", "particle", "dim"), values)},
+            variables,
             coords={
                 "time": self.times.detach().cpu().double().numpy(),
                 "particle": np.arange(batch),
@@ -92,6 +132,11 @@ class Trajectory:
         values = torch.tensor(np.array(ds["x"].values), dtype=dtype)
         states = values.reshape(values.shape[:2] + shape)
         reserved = {"solver", "nfe", "grid", "state_shape", "dtype", "interp_version", "seed"}
+        extras, extra_dims = {}, {}
+        for name, variable in ds.data_vars.items():
+            if name != "x" and variable.dims[:2] == ("time", "particle"):
+                extras[str(name)] = torch.tensor(np.array(variable.values))
+                extra_dims[str(name)] = tuple(str(d) for d in variable.dims)
         return cls(
             times=torch.tensor(np.array(ds["time"].values), dtype=torch.float64),
             states=states,
@@ -100,6 +145,8 @@ class Trajectory:
             nfe=int(ds.attrs["nfe"]),
             seed=int(ds.attrs["seed"]) if "seed" in ds.attrs else None,
             attrs={k: v for k, v in ds.attrs.items() if k not in reserved},
+            extras=extras,
+            extra_dims=extra_dims,
         )
 
     def to_netcdf(self, path: str | os.PathLike) -> None:

@@ -10,11 +10,11 @@ import argparse
 import sys
 import time
 
-from . import convergence, distributions, learned
+from . import convergence, density, distributions, learned
 from .records import format_table, write_json
 from .report import write_report
 
-SUITES = ("distribution", "convergence", "learned")
+SUITES = ("distribution", "convergence", "learned", "density")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         records += convergence.run(seed=args.seed)
     if "learned" in suites:
         records += learned.run(seed=args.seed)
+    if "density" in suites:
+        records += density.run(seed=args.seed)
     print(format_table(records))
     print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
     if args.json:

@@ -93,8 +93,22 @@ class ExactMarginals:
         means, cov, r0, r1 = self._components(tt, x)
         chol = cholesky_checked(cov, "the marginal covariance K(t)")
         terms = component_terms(x, self.log_weights.to(x), means, chol)
-        self._cache = (x, x._version, tt, (tt, terms, r0, r1))
+        self._cache = (x, x._version, tt, (tt, terms, r0, r1), chol)
         return tt, terms, r0, r1
+
+    def _precision(self, t, x: Tensor) -> Tensor:
+        """:math:`K_{ij}(t)^{-1}`, ``(T, M, d, d)``, from the Cholesky factors of the cached terms."""
+        self._terms(t, x)
+        return torch.cholesky_inverse(self._cache[4])
+
+    def _rates(self, tt: Tensor, r0, r1) -> tuple[Tensor, Tensor]:
+        r""":math:`\dot m_{ij}` ``(T, M, d)`` and :math:`A_{ij} = \tfrac12\dot K_{ij}` ``(T, M, d, d)``."""
+        s, n = self.interpolant.schedule, self.interpolant.noise
+        a_dot, b_dot = s.alpha_dot(tt), s.beta_dot(tt)
+        mean_dot = a_dot[:, None, None, None] * r0.means[None, :, None, :]
+        mean_dot = mean_dot + b_dot[:, None, None, None] * r1.means[None, None, :, :]
+        mean_dot = mean_dot.reshape(tt.shape[0], -1, self.dim)
+        return mean_dot, self._pair_matrix(s.alpha_alpha_dot(tt), s.beta(tt) * b_dot, n.gamma_gamma_dot(tt), r0, r1)
 
     def _expect(self, terms: ComponentTerms, matrices: Tensor, extra: Tensor | None = None) -> Tensor:
         """:math:`\\sum w_{ij}(\\text{extra}_{ij} + A_{ij} K_{ij}^{-1} r_{ij})` for ``matrices`` ``(T, M, d, d)``."""
@@ -124,16 +138,32 @@ class ExactMarginals:
         r""":math:`\Delta\log\rho_t(x)`, shape ``(batch,)``."""
         return self._terms(t, x)[1].laplacian_log_density
 
+    def log_density_time_derivative(self, t, x: Tensor) -> Tensor:
+        r""":math:`\partial_t\log\rho_t(x)`, shape ``(batch,)``, in closed form.
+
+        With :math:`p = K^{-1}(x - m)` and :math:`A = \tfrac12\dot K = \alpha\dot\alpha C + \beta\dot\beta D +
+        \gamma\dot\gamma I` (finite at the ends, unlike :math:`\dot\gamma`),
+        :math:`\partial_t\log N(x; m, K) = \langle p, \dot m\rangle + p^\top A p - \operatorname{tr}(K^{-1}A)`,
+        averaged with the posterior weights :math:`w_{ij}(x)`. It equals :math:`-\nabla\cdot b - \langle b, s\rangle`
+        (the transport equation), which the density estimators of :mod:`interp.density` are tested against.
+        """
+        tt, terms, r0, r1 = self._terms(t, x)
+        mean_dot, matrices = self._rates(tt, r0, r1)
+        p = terms.precision_residual  # (batch, M, d)
+        trace = (self._precision(t, x) * matrices).sum((-1, -2))  # (T, M); A and K^{-1} are symmetric
+        quad = torch.einsum("bki,bkij,bkj->bk", p, matrices.expand(x.shape[0], -1, -1, -1), p)
+        per = (p * mean_dot).sum(-1) + quad - trace
+        return (terms.responsibilities * per).sum(-1)
+
+    def velocity_divergence(self, t, x: Tensor) -> Tensor:
+        r""":math:`\nabla\cdot b(t, x)`, shape ``(batch,)``: :math:`-\partial_t\log\rho_t - \langle b, \nabla\log\rho_t\rangle`."""
+        return -self.log_density_time_derivative(t, x) - (self.velocity(t, x) * self.score(t, x)).sum(-1)
+
     # -------------------------------------------------------------- fields
     def velocity(self, t, x: Tensor) -> Tensor:
         r"""The velocity :math:`b(t, x)` whose flow carries :math:`\rho_0` to :math:`\rho_1`."""
         tt, terms, r0, r1 = self._terms(t, x)
-        s, n = self.interpolant.schedule, self.interpolant.noise
-        a_dot, b_dot = s.alpha_dot(tt), s.beta_dot(tt)
-        mean_dot = a_dot[:, None, None, None] * r0.means[None, :, None, :]
-        mean_dot = mean_dot + b_dot[:, None, None, None] * r1.means[None, None, :, :]
-        mean_dot = mean_dot.reshape(tt.shape[0], -1, self.dim)
-        matrices = self._pair_matrix(s.alpha_alpha_dot(tt), s.beta(tt) * b_dot, n.gamma_gamma_dot(tt), r0, r1)
+        mean_dot, matrices = self._rates(tt, r0, r1)
         out = self._expect(terms, matrices, mean_dot)
         if not torch.isfinite(out).all():
             raise ValueError(f"the exact velocity is not finite; stay inside time_range {self.interpolant.time_range}")

@@ -1,0 +1,546 @@
+r"""Log-densities along trajectories: the ODE route and the Itô density estimator along SDEs.
+
+**ODE** (Chen et al. 2018; Grathwohl et al. 2019). Along :math:`dX = b(t, X)\,dt`,
+:math:`\frac{d}{dt}\log\rho_t(X_t) = -\nabla\cdot b(t, X_t)`. :func:`ode_log_density` integrates the state
+augmented with this change, the divergence taken exactly (``d`` vector–Jacobian products) or by Hutchinson's
+estimator :math:`E[\varepsilon^\top (\partial b/\partial x)\varepsilon]` with Rademacher or Gaussian probes drawn
+once per path (so each path's estimate is an unbiased, smooth function of time). Any fixed-step solver or
+torchdiffeq runs it. :func:`log_likelihood` is the data case: from the data at ``grid[0]`` to the base at
+``grid[-1]``.
+
+**Itô density estimator** (Skreta, Atanackovic, Bose, Tong & Neklyudov 2024, "SuperDiff"). Let
+:math:`\ell = \log\rho_t`, :math:`s = \nabla\ell`. The interpolant's marginals solve the transport equation
+:math:`\partial_t\rho + \nabla\cdot(b\rho) = 0`, so :math:`\partial_t\ell = -\nabla\cdot b - \langle b, s\rangle`.
+Along the SDE :math:`dX = [b + \sigma\epsilon s]\,dt + \sqrt{2\epsilon}\,dW` (forward, :math:`\sigma = +1`,
+``t`` increasing; backward, :math:`\sigma = -1`, ``t`` decreasing, whose quadratic variation enters with the
+opposite sign of :math:`dt`), Itô's formula gives, pathwise,
+
+.. math::
+    d\ell(t, X_t) = \langle s, dX\rangle + \big[\partial_t\ell + \sigma\epsilon\,\Delta\ell\big]\,dt.
+
+For a Gaussian base (:math:`x_t = \alpha x_0 + \beta x_1`, :math:`x_0 \sim N(0, I)`) the velocity is
+:math:`b = f x - D s` with :math:`f = \dot\beta/\beta`, :math:`D = \alpha\dot\alpha - f\alpha^2`, so
+:math:`\nabla\cdot b = d f - D\Delta\ell` and
+
+.. math::
+    \partial_t\ell + \sigma\epsilon\Delta\ell = -d f - f\langle x, s\rangle + D|s|^2 + (D + \sigma\epsilon)\Delta\ell.
+
+With the *matched* noise :math:`\epsilon = -D` run forward (the reverse SDE of a diffusion model) the Laplacian
+cancels: the estimate needs the score only, no divergence, at no extra field evaluation. Backward (the noising
+SDE) the term :math:`2D\Delta\ell` stays (ALGORITHMS.md §2). For a two-sided interpolant the bracket is
+:math:`-\nabla\cdot(b - \sigma\epsilon s) - \langle b, s\rangle`: one divergence per step.
+
+Two discretisations of :math:`\int d\ell` are offered on any fixed-step SDE solver:
+
+* ``scheme="ito"`` — :math:`\langle s_n, \Delta X\rangle + h\,[\partial_t\ell + \sigma\epsilon\Delta\ell]_n`
+  (SuperDiff). Its error is a martingale: the step replaces :math:`\tfrac12\Delta X^\top\nabla^2\ell\,\Delta X`
+  by its mean :math:`\epsilon h\Delta\ell`, so the mean absolute error falls like :math:`h^{1/2}` with constant
+  :math:`(2\int\epsilon^2\|\nabla^2\ell\|_F^2dt)^{1/2}` — large for the stiff noise of VP diffusions.
+* ``scheme="trapezoid"`` — :math:`\tfrac12\langle s_n + s_{n+1}, \Delta X\rangle + \tfrac h2
+  (\partial_t\ell_n + \partial_t\ell_{n+1})` (Stratonovich form: the trapezoid carries the quadratic term
+  pathwise). Error :math:`O(h)`, but :math:`\partial_t\ell` needs :math:`\nabla\cdot b` (or, for a Gaussian base,
+  :math:`\Delta\ell`) at every step, unless a closed form ``time_derivative`` is given. The score at the new
+  point is the next step's own evaluation, so it costs no extra field evaluation.
+
+Both run in the same pass as sampling: the solver is wrapped, the SDE is unchanged, and the tracked
+:math:`\log\rho_t(X_t)` is recorded in ``Trajectory.extras["log_density"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ._checks import batch_time, check_batch, time_column
+from .brownian import BrownianPath
+from .dynamics import SDE, _noise_scale_fn
+from .integrate import integrate
+from .interpolants import Interpolant
+from .results import Trajectory
+from .solvers.base import Solver, SDESolver
+from .solvers.ode import RK4
+from .solvers.sde import EulerMaruyama
+
+Field = Callable[[Tensor, Tensor], Tensor]
+DIVERGENCES = ("exact", "hutchinson")
+PROBES = ("rademacher", "gaussian")
+SCHEMES = ("ito", "trapezoid")
+
+
+# ---------------------------------------------------------------------- divergence
+def _flat_dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).reshape(a.shape[0], -1).sum(-1)
+
+
+def draw_probes(x: Tensor, n_probes: int, probe: str, generator: torch.Generator | None) -> Tensor:
+    """Hutchinson probes ``(n_probes, batch, ...)``: Rademacher (±1) or standard Gaussian, in ``x``'s dtype."""
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}; got {probe!r}")
+    if not (isinstance(n_probes, int) and n_probes >= 1):
+        raise ValueError(f"n_probes must be a positive int; got {n_probes!r}")
+    device = generator.device if generator is not None else x.device
+    shape = (n_probes,) + tuple(x.shape)
+    if probe == "gaussian":
+        out = torch.randn(shape, generator=generator, dtype=x.dtype, device=device)
+    else:
+        out = torch.randint(0, 2, shape, generator=generator, device=device).to(x.dtype) * 2 - 1
+    return out.to(x.device)
+
+
+def field_divergence(
+    field: Field, t, x: Tensor, *, probes: Tensor | None = None, create_graph: bool = False
+) -> tuple[Tensor, Tensor]:
+    r"""``field(t, x)`` and its divergence :math:`\nabla\cdot` field, shape ``(K, batch)``.
+
+    ``probes=None`` takes the exact trace (one vector–Jacobian product per state coordinate, ``K = 1``);
+    ``probes`` of shape ``(K, batch, ...)`` give ``K`` Hutchinson estimates :math:`\varepsilon^\top J\varepsilon`.
+    The field must treat particles independently (no batch statistics). Without ``create_graph`` the results
+    are detached; with it, gradients flow to the field's parameters and to ``x``.
+    """
+    with torch.enable_grad():
+        xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
+        out = field(t, xg)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"the field returned {shape} for a state of shape {tuple(x.shape)}")
+        batch = x.shape[0]
+        if not out.requires_grad:  # the field does not depend on x at all
+            k = 1 if probes is None else probes.shape[0]
+            return out, torch.zeros(k, batch, dtype=x.dtype, device=x.device)
+        if probes is None:
+            flat = out.reshape(batch, -1)
+            n = flat.shape[1]
+            div = torch.zeros(batch, dtype=x.dtype, device=x.device)
+            for i in range(n):
+                (row,) = torch.autograd.grad(flat[:, i].sum(), xg, retain_graph=True, create_graph=create_graph)
+                div = div + row.reshape(batch, -1)[:, i]
+            div = div[None]
+        else:
+            if probes.shape[1:] != x.shape:
+                raise ValueError(f"probes must have shape (K, *x.shape); got {tuple(probes.shape)}")
+            estimates = []
+            for k in range(probes.shape[0]):
+                (vjp,) = torch.autograd.grad(out, xg, probes[k], retain_graph=True, create_graph=create_graph)
+                estimates.append(_flat_dot(vjp, probes[k]))
+            div = torch.stack(estimates)
+    if not create_graph:
+        out, div = out.detach(), div.detach()
+    return out, div
+
+
+def _check_divergence_options(divergence: str, n_probes: int, probe: str) -> None:
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}; got {divergence!r}")
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {PROBES}; got {probe!r}")
+    if not (isinstance(n_probes, int) and n_probes >= 1):
+        raise ValueError(f"n_probes must be a positive int; got {n_probes!r}")
+
+
+def _log_density_value(source, x: Tensor, what: str) -> Tensor:
+    value = source(x) if callable(source) else torch.as_tensor(source, dtype=x.dtype, device=x.device)
+    if not isinstance(value, Tensor) or value.shape != (x.shape[0],):
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"{what} must give one log-density per particle, shape ({x.shape[0]},); got {shape}")
+    return value.to(x.dtype)
+
+
+def _anchor(change: Tensor, states: Tensor, log_density_start, log_density_end) -> tuple[str, Tensor]:
+    """Turn the change ``(time, batch, ...)`` since ``grid[0]`` into log-densities, anchored at one end."""
+    if log_density_start is not None and log_density_end is not None:
+        raise ValueError("give log_density_start or log_density_end, not both")
+    extra = (1,) * (change.ndim - 2)
+    if log_density_start is not None:
+        start = _log_density_value(log_density_start, states[0], "log_density_start")
+        return "log_density", start.reshape(start.shape + extra) + change
+    if log_density_end is not None:
+        end = _log_density_value(log_density_end, states[-1], "log_density_end")
+        return "log_density", end.reshape(end.shape + extra) + change - change[-1]
+    return "log_density_change", change
+
+
+class _FirstCallErrors:
+    """Re-raise a failure of the field's first evaluation as a ``ValueError`` naming the state shape."""
+
+    def __init__(self, shape):
+        self.shape, self.first = tuple(shape), True
+
+    @contextlib.contextmanager
+    def __call__(self, what: str):
+        try:
+            yield
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            if not self.first:
+                raise
+            raise ValueError(f"the {what} could not be evaluated on a state of shape {self.shape}: {error}") from error
+        self.first = False
+
+
+# ---------------------------------------------------------------------- ODE route
+class _AugmentedODE:
+    """``y = [x, l_1..l_K]`` with ``dx/dt = b`` and ``dl_k/dt = -div_k b`` (``K`` probes or the exact trace)."""
+
+    def __init__(self, field: Field, shape, probes: Tensor | None, create_graph: bool):
+        self.field, self.shape, self.probes, self.create_graph = field, tuple(shape), probes, create_graph
+        self.columns = 1 if probes is None else probes.shape[0]
+        self.first_call = _FirstCallErrors(shape)
+
+    def __call__(self, t, y: Tensor) -> Tensor:
+        x = y[:, : -self.columns].reshape(self.shape)
+        with self.first_call("velocity field"):
+            b, div = field_divergence(self.field, t, x, probes=self.probes, create_graph=self.create_graph)
+        return torch.cat([b.reshape(y.shape[0], -1), -div.T.to(y.dtype)], dim=1)
+
+
+def ode_log_density(
+    velocity: Field,
+    x: Tensor,
+    grid,
+    solver: Solver | None = None,
+    *,
+    log_density_start=None,
+    log_density_end=None,
+    divergence: str = "exact",
+    n_probes: int = 1,
+    probe: str = "rademacher",
+    generator: torch.Generator | None = None,
+    enable_grad: bool = False,
+    record: bool = False,
+    progress: bool = True,
+) -> Trajectory:
+    r"""Integrate :math:`dX = b\,dt` from ``x`` at ``grid[0]`` and track :math:`\log\rho_t(X_t)`.
+
+    Args:
+        velocity: the field :math:`b(t, x)`.
+        x: states at ``grid[0]``, ``(batch, ...)``.
+        grid: times (increasing or decreasing); see :mod:`interp.grids`.
+        solver: any fixed-step ODE solver or :class:`~interp.solvers.Torchdiffeq` (default RK4).
+        log_density_start: :math:`\log\rho` at ``grid[0]`` (a callable of the states or a ``(batch,)`` tensor), or
+        log_density_end: :math:`\log\rho` at ``grid[-1]`` (a callable of the final states), e.g. the base density
+            when the path runs from data to noise. Without either, the change since ``grid[0]`` is tracked as
+            ``extras["log_density_change"]``.
+        divergence: ``"exact"`` (autograd trace; ``d`` backward passes per evaluation) or ``"hutchinson"``.
+        n_probes, probe: Hutchinson probes per path (``"rademacher"`` or ``"gaussian"``), drawn once per path from
+            ``generator``. With ``n_probes >= 2`` each particle's standard error is kept as ``"log_density_se"``.
+        enable_grad: keep the autograd graph (to train by maximum likelihood); otherwise nothing is kept.
+
+    Returns:
+        a :class:`~interp.results.Trajectory` with ``extras["log_density"]`` of shape ``(n_recorded, batch)``.
+    """
+    solver = RK4() if solver is None else solver
+    if not isinstance(solver, Solver) or solver.stochastic:
+        raise TypeError(f"the ODE route needs an ODE solver (fixed-step or Torchdiffeq); got {solver!r}")
+    _check_divergence_options(divergence, n_probes, probe)
+    check_batch(x, "x")
+    if log_density_start is not None and log_density_end is not None:
+        raise ValueError("give log_density_start or log_density_end, not both")
+    seed = None
+    probes = None
+    if divergence == "hutchinson":
+        if generator is None:
+            generator = torch.Generator(device=x.device)
+            generator.seed()
+        seed = generator.initial_seed()
+        probes = draw_probes(x, n_probes, probe, generator)
+    field = _AugmentedODE(velocity, x.shape, probes, create_graph=enable_grad)
+    batch = x.shape[0]
+    y0 = torch.cat([x.reshape(batch, -1), torch.zeros(batch, field.columns, dtype=x.dtype, device=x.device)], 1)
+    with contextlib.nullcontext() if enable_grad else torch.no_grad():
+        traj = integrate(field, y0, grid, solver, record=record, progress=progress)
+    n = traj.states.shape[0]
+    states = traj.states[..., : -field.columns].reshape((n,) + tuple(x.shape))
+    change = traj.states[..., -field.columns :]  # (time, batch, K)
+    name, value = _anchor(change, states, log_density_start, log_density_end)
+    extras = {name: value.mean(-1)}
+    if field.columns > 1:
+        extras[name + "_se"] = value.std(-1) / math.sqrt(field.columns)
+    attrs = dict(traj.attrs, divergence=divergence, route="ode")
+    if probes is not None:
+        attrs.update(n_probes=n_probes, probe=probe)
+    return Trajectory(traj.times, states, traj.grid, traj.solver, traj.nfe, seed, attrs, extras)
+
+
+def log_likelihood(
+    velocity: Field, data: Tensor, base_log_density, grid, solver: Solver | None = None, **options
+) -> Trajectory:
+    r""":math:`\log\rho(\text{data})` under the flow of ``velocity``: integrate from the data at ``grid[0]`` to the
+    base at ``grid[-1]``, where ``base_log_density`` (a callable of states) is known.
+
+    ``traj.log_density[0]`` is the log-likelihood of ``data``; the other rows are :math:`\log\rho_t` along the
+    path. ``options`` are those of :func:`ode_log_density` (``divergence``, ``n_probes``, ``enable_grad``, ...).
+
+    Example:
+        >>> traj = log_likelihood(field.velocity, x1, rho0.log_density, grids.uniform(100).flip(0))  # doctest: +SKIP
+    """
+    if not callable(base_log_density):
+        raise TypeError("base_log_density must be a callable of the states at grid[-1]")
+    return ode_log_density(velocity, data, grid, solver, log_density_end=base_log_density, **options)
+
+
+# ---------------------------------------------------------------------- Itô route
+def gaussian_base_coefficients(interpolant: Interpolant, t: Tensor) -> tuple[Tensor, Tensor]:
+    r""":math:`f = \dot\beta/\beta` and :math:`D = \alpha\dot\alpha - f\alpha^2` of a Gaussian-base interpolant, for
+    which :math:`b = f x - D s`. The matched noise :math:`\epsilon = -D` makes the Itô estimate divergence-free."""
+    if not interpolant.gaussian_base:
+        raise ValueError(f"{interpolant.name} is not a Gaussian-base interpolant")
+    s = interpolant.schedule
+    beta = s.beta(t)
+    if (beta <= 0).any():
+        raise ValueError(
+            f"{interpolant.name}: beta(t) = 0 at t = {float(t.reshape(-1)[0]):g}, where b = f x - D s divides by "
+            "beta; start the grid at t > 0 (or pass interpolant=None to use the velocity's divergence)"
+        )
+    f = s.beta_dot(t) / beta
+    d = s.alpha_alpha_dot(t) - f * s.alpha(t) ** 2
+    if not (torch.isfinite(f).all() and torch.isfinite(d).all()):
+        raise ValueError(f"{interpolant.name}: f or D is not finite at some t; stay inside {interpolant.time_range}")
+    return f, d
+
+
+class _ItoFields:
+    """Score, velocity and the rate term of the estimator at ``(t, x)``, cached for the last two points so the
+    solver's drift evaluation and the estimator share one field evaluation."""
+
+    def __init__(
+        self, score, velocity, interpolant, epsilon, sign, time_derivative, laplacian, divergence, probe_source
+    ):
+        self.score_fn, self.velocity_fn, self.interpolant = score, velocity, interpolant
+        self.epsilon, self.sign = epsilon, sign
+        self.time_derivative, self.laplacian_fn, self.divergence = time_derivative, laplacian, divergence
+        self.probe_source = probe_source
+        self.cache: list = []
+        self.evaluations = 0
+        self.first_call = None
+
+    def _gaussian(self, t, x) -> tuple[Tensor, Tensor] | None:
+        if self.interpolant is None or not self.interpolant.gaussian_base:
+            return None
+        f, d = gaussian_base_coefficients(self.interpolant, batch_time(t, x))
+        return time_column(f, x), time_column(d, x)
+
+    def at(self, t, x: Tensor) -> dict:
+        key = (id(x), x._version, float(t) if torch.as_tensor(t).ndim == 0 else None)
+        for entry_key, entry_x, entry in self.cache:
+            if entry_key == key and entry_x is x:
+                return entry
+        if self.first_call is None:
+            self.first_call = _FirstCallErrors(x.shape)
+        with self.first_call("score field"):
+            s = self.score_fn(t, x)
+            if not isinstance(s, Tensor) or s.shape != x.shape:
+                raise ValueError(f"the score returned {getattr(s, 'shape', type(s).__name__)} for x {tuple(x.shape)}")
+        self.evaluations += 1
+        gaussian = self._gaussian(t, x)
+        if self.velocity_fn is not None:
+            b = self.velocity_fn(t, x)
+        elif gaussian is not None:
+            b = gaussian[0] * x - gaussian[1] * s
+        else:
+            raise ValueError("a two-sided interpolant needs velocity= as well as the score")
+        eps = time_column(self.epsilon(batch_time(t, x)).to(x.dtype), x)
+        entry = {"s": s, "b": b, "eps": eps, "gaussian": gaussian, "rate": {}}
+        self.cache = [(key, x, entry)] + self.cache[:1]
+        return entry
+
+    def drift(self, t, x: Tensor) -> Tensor:
+        p = self.at(t, x)
+        return p["b"] + self.sign * p["eps"] * p["s"]
+
+    def diffusion(self, t, x: Tensor) -> Tensor:
+        return torch.sqrt(2 * self.at(t, x)["eps"])
+
+    def _divergence(self, field, t, x) -> Tensor:
+        probes = None if self.divergence == "exact" else self.probe_source(x)
+        return field_divergence(field, t, x, probes=probes)[1].mean(0)
+
+    def _laplacian(self, t, x) -> Tensor:
+        if self.laplacian_fn is not None:
+            return self.laplacian_fn(t, x)
+        return self._divergence(self.score_fn, t, x)
+
+    def rate(self, t, x: Tensor, c: float) -> Tensor:
+        r""":math:`\partial_t\ell + c\,\epsilon\,\Delta\ell` at ``(t, x)`` (``c`` = ``sign`` for Itô, 0 for trapezoid)."""
+        p = self.at(t, x)
+        if c in p["rate"]:
+            return p["rate"][c]
+        s, b, eps, batch = p["s"], p["b"], p["eps"], x.shape[0]
+        coefficient = c * eps.reshape(batch, -1)[:, 0]  # of the Laplacian, (batch,)
+        if self.time_derivative is not None:
+            value = self.time_derivative(t, x)
+            if bool((coefficient != 0).any()):
+                value = value + coefficient * self._laplacian(t, x)
+        elif p["gaussian"] is not None:
+            f, d = p["gaussian"]
+            f, d = f.reshape(batch, -1)[:, 0], d.reshape(batch, -1)[:, 0]
+            dim = x[0].numel()
+            value = -dim * f - f * _flat_dot(x, s) + d * _flat_dot(s, s)
+            lap = d + coefficient
+            if bool((lap.abs() > 1e-12 * (d.abs() + coefficient.abs())).any()):
+                value = value + lap * self._laplacian(t, x)
+        else:  # -div(b - c eps s) - <b, s>: one divergence of the combined field
+            cc = c * eps
+
+            def combined(tt, xx):
+                return self.velocity_fn(tt, xx) - cc * self.score_fn(tt, xx)
+
+            value = -self._divergence(combined, t, x) - _flat_dot(b, s)
+        p["rate"][c] = value
+        return value
+
+
+class _TrackState:
+    def __init__(self, base, change: Tensor):
+        self.base, self.change = base, change
+
+    def tracked(self) -> dict[str, Tensor]:
+        return {"log_density_change": self.change}
+
+
+class _ItoTracking(SDESolver):
+    """Wraps a fixed-step SDE solver; after each step adds the increment of :math:`\\log\\rho_t(X_t)`."""
+
+    def __init__(self, solver: SDESolver, fields: _ItoFields, scheme: str):
+        self.solver, self.fields, self.scheme = solver, fields, scheme
+        self.name = f"{solver.name}+{scheme}_density"
+        self.strong_order, self.weak_order = solver.strong_order, solver.weak_order
+        self.nfe_per_step, self.needs_additive_noise = solver.nfe_per_step, solver.needs_additive_noise
+
+    def init(self, sde, t0, x0):
+        return _TrackState(self.solver.init(sde, t0, x0), torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device))
+
+    def step(self, sde, t0, t1, x, dw, state):
+        fields, h = self.fields, t1 - t0
+        p0 = fields.at(t0, x)
+        if self.scheme == "ito":
+            increment_rate = fields.rate(t0, x, fields.sign)
+        else:
+            rate0 = fields.rate(t0, x, 0.0)
+        x_new, base = self.solver.step(sde, t0, t1, x, dw, state.base)
+        dx = x_new - x
+        if self.scheme == "ito":
+            increment = _flat_dot(p0["s"], dx) + h * increment_rate
+        else:
+            p1 = fields.at(t1, x_new)
+            increment = 0.5 * _flat_dot(p0["s"] + p1["s"], dx) + 0.5 * h * (rate0 + fields.rate(t1, x_new, 0.0))
+        return x_new, _TrackState(base, state.change + increment)
+
+
+def ito_log_density(
+    score: Field | None,
+    x: Tensor,
+    grid,
+    solver: SDESolver | None = None,
+    *,
+    velocity: Field | None = None,
+    interpolant: Interpolant | None = None,
+    noise_scale="matched",
+    log_density_start=None,
+    log_density_end=None,
+    scheme: str = "ito",
+    time_derivative: Field | None = None,
+    laplacian: Field | None = None,
+    divergence: str = "exact",
+    probe: str = "rademacher",
+    generator: torch.Generator | None = None,
+    brownian: BrownianPath | None = None,
+    record: bool = False,
+    progress: bool = True,
+) -> Trajectory:
+    r"""Sample the interpolant SDE from ``x`` at ``grid[0]`` and track :math:`\log\rho_t(X_t)` in the same pass.
+
+    An increasing grid runs the forward SDE :math:`dX = [b + \epsilon s]dt + \sqrt{2\epsilon}dW`, a decreasing one
+    the backward SDE :math:`dX = [b - \epsilon s]dt + \sqrt{2\epsilon}d\bar W` (see the module docstring).
+
+    Args:
+        score: :math:`s = \nabla\log\rho_t` (exact, or e.g. :meth:`~interp.fields.LearnedField.score`). Required.
+        x: initial states ``(batch, ...)``, distributed as :math:`\rho_{\text{grid}[0]}`.
+        grid: times; see :mod:`interp.grids`.
+        solver: a fixed-step SDE solver (default Euler–Maruyama).
+        velocity: :math:`b`. Optional for a Gaussian-base ``interpolant`` (then :math:`b = f x - D s`, one field
+            evaluation per step); required otherwise.
+        interpolant: enables the Gaussian-base identities (divergence-free with matched noise) and
+            ``noise_scale="matched"``.
+        noise_scale: :math:`\epsilon(t)` (float or callable of ``t``) or ``"matched"`` (:math:`\epsilon = -D`, the
+            diffusion model's own SDE; needs a Gaussian-base ``interpolant``).
+        log_density_start / log_density_end: :math:`\log\rho` at ``grid[0]`` (callable of states or tensor) or at
+            ``grid[-1]`` (callable); without either, ``extras["log_density_change"]`` is returned.
+        scheme: ``"ito"`` (order 1/2, divergence-free where the identities allow) or ``"trapezoid"`` (order 1;
+            needs :math:`\partial_t\log\rho_t`: ``time_derivative`` or a divergence per step).
+        time_derivative: closed-form :math:`\partial_t\log\rho_t(x)` (e.g.
+            :meth:`~interp.analytic.ExactMarginals.log_density_time_derivative`), used instead of divergences.
+        laplacian: closed-form :math:`\Delta\log\rho_t`; otherwise the divergence of ``score`` when needed.
+        divergence, probe: how divergences are taken when needed (``"exact"`` or ``"hutchinson"``, fresh probes
+            per step from a generator seeded from ``generator``'s seed).
+
+    Returns:
+        a :class:`~interp.results.Trajectory` with ``extras["log_density"]`` ``(n_recorded, batch)`` and
+        ``attrs["score_evaluations"]``.
+    """
+    if score is None or not callable(score):
+        raise ValueError(
+            "the Itô density estimator needs the score (grad log rho_t) of the model: pass score=, e.g. "
+            "LearnedField(...).score or ExactMarginals.score"
+        )
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
+    _check_divergence_options(divergence, 1, probe)
+    if velocity is None and (interpolant is None or not interpolant.gaussian_base):
+        raise ValueError("give velocity=, or a Gaussian-base interpolant= from which b = f x - D s follows")
+    solver = EulerMaruyama() if solver is None else solver
+    if not isinstance(solver, SDESolver):
+        raise TypeError(f"the Itô route needs a fixed-step SDE solver (EulerMaruyama, StochasticHeun); got {solver!r}")
+    check_batch(x, "x")
+    grid_t = torch.as_tensor(grid, dtype=torch.float64)
+    sign = 1.0 if bool(grid_t[-1] > grid_t[0]) else -1.0
+    if isinstance(noise_scale, str):
+        if noise_scale != "matched":
+            raise ValueError(f"noise_scale must be a float, a callable or 'matched'; got {noise_scale!r}")
+        if interpolant is None or not interpolant.gaussian_base:
+            raise ValueError("noise_scale='matched' (epsilon = -D) needs a Gaussian-base interpolant=")
+
+        def epsilon(t):
+            return (-gaussian_base_coefficients(interpolant, t)[1]).clamp_min(0)
+    else:
+        epsilon = _noise_scale_fn(noise_scale)
+    if generator is None and brownian is None:
+        generator = torch.Generator(device=x.device)
+        generator.seed()
+    probe_generator = torch.Generator(device=x.device)
+    probe_generator.manual_seed((generator.initial_seed() if generator is not None else 0) + 7919)
+
+    def probe_source(state):
+        return draw_probes(state, 1, probe, probe_generator)
+
+    fields = _ItoFields(
+        score, velocity, interpolant, epsilon, sign, time_derivative, laplacian, divergence, probe_source
+    )
+    sde = SDE(fields.drift, fields.diffusion, additive=True)
+    with torch.no_grad():
+        traj = integrate(
+            sde,
+            x,
+            grid,
+            _ItoTracking(solver, fields, scheme),
+            generator=generator,
+            brownian=brownian,
+            record=record,
+            progress=progress,
+        )
+    change = traj.extras.pop("log_density_change")
+    name, value = _anchor(change, traj.states, log_density_start, log_density_end)
+    traj.extras[name] = value
+    traj.attrs.update(
+        route="ito",
+        scheme=scheme,
+        direction="forward" if sign > 0 else "backward",
+        score_evaluations=fields.evaluations,
+    )
+    if not isinstance(noise_scale, str):
+        traj.attrs["noise_scale"] = str(noise_scale) if callable(noise_scale) else float(noise_scale)
+    else:
+        traj.attrs["noise_scale"] = "matched"
+    return traj
