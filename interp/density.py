@@ -61,7 +61,7 @@ from .dynamics import SDE, _noise_scale_fn
 from .integrate import integrate
 from .interpolants import Interpolant
 from .results import Trajectory
-from .solvers.base import Solver, SDESolver
+from .solvers.base import SDESolver, Solver
 from .solvers.ode import RK4
 from .solvers.sde import EulerMaruyama
 
@@ -363,7 +363,7 @@ class _ItoFields:
         return self._divergence(self.score_fn, t, x)
 
     def rate(self, t, x: Tensor, c: float) -> Tensor:
-        r""":math:`\partial_t\ell + c\,\epsilon\,\Delta\ell` at ``(t, x)`` (``c`` = ``sign`` for Itô, 0 for trapezoid)."""
+        r""":math:`\partial_t\ell + c\,\epsilon\,\Delta\ell` at ``(t, x)``; ``c`` is ``sign`` (Itô) or 0 (trapezoid)."""
         p = self.at(t, x)
         if c in p["rate"]:
             return p["rate"][c]

@@ -37,7 +37,7 @@ class Trajectory:
         seed: initial seed of the generator that drove the noise, or ``None`` for a deterministic solve.
         attrs: further metadata (strings, numbers) kept in the xarray attributes.
         extras: per-particle quantities recorded with the states, each ``(n_recorded, batch, ...)``
-            (e.g. ``"log_density"``: :math:`\log\rho_t(X_t)` from :mod:`interp.density`).
+            (e.g. ``"log_density"``: :math:`\\log\rho_t(X_t)` from :mod:`interp.density`).
         extra_dims: xarray dimension names of each extra (default ``("time", "particle", "<name>_index")``).
     """
 
@@ -72,7 +72,7 @@ class Trajectory:
 
     @property
     def log_density(self) -> Tensor:
-        """The tracked :math:`\log\rho_t(X_t)`, ``(n_recorded, batch)``; raises if none was tracked."""
+        r"""The tracked :math:`\log\rho_t(X_t)`, ``(n_recorded, batch)``; raises if none was tracked."""
         if "log_density" not in self.extras:
             raise KeyError("this trajectory tracked no log-density; use interp.density to compute one")
         return self.extras["log_density"]

@@ -156,7 +156,8 @@ class ExactMarginals:
         return (terms.responsibilities * per).sum(-1)
 
     def velocity_divergence(self, t, x: Tensor) -> Tensor:
-        r""":math:`\nabla\cdot b(t, x)`, shape ``(batch,)``: :math:`-\partial_t\log\rho_t - \langle b, \nabla\log\rho_t\rangle`."""
+        r""":math:`\nabla\cdot b(t, x)`, shape ``(batch,)``, from the transport equation:
+        :math:`-\partial_t\log\rho_t - \langle b, \nabla\log\rho_t\rangle`."""
         return -self.log_density_time_derivative(t, x) - (self.velocity(t, x) * self.score(t, x)).sum(-1)
 
     # -------------------------------------------------------------- fields
