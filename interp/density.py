@@ -316,11 +316,17 @@ class _ItoFields:
         self.evaluations = 0
         self.first_call = None
 
-    def _gaussian(self, t, x) -> tuple[Tensor, Tensor] | None:
+    @staticmethod
+    def _times(t, x: Tensor) -> Tensor:
+        """``(1,)`` for a shared time (schedules evaluated once, broadcast), else ``(batch,)``."""
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        return t.reshape(1) if t.ndim == 0 else batch_time(t, x)
+
+    def _gaussian(self, tt: Tensor, x) -> tuple[Tensor, Tensor] | None:
         if self.interpolant is None or not self.interpolant.gaussian_base:
             return None
-        f, d = gaussian_base_coefficients(self.interpolant, batch_time(t, x))
-        return time_column(f, x), time_column(d, x)
+        f, d = gaussian_base_coefficients(self.interpolant, tt)
+        return time_column(f, x[: f.shape[0]]), time_column(d, x[: d.shape[0]])
 
     def at(self, t, x: Tensor) -> dict:
         key = (id(x), x._version, float(t) if torch.as_tensor(t).ndim == 0 else None)
@@ -334,14 +340,18 @@ class _ItoFields:
             if not isinstance(s, Tensor) or s.shape != x.shape:
                 raise ValueError(f"the score returned {getattr(s, 'shape', type(s).__name__)} for x {tuple(x.shape)}")
         self.evaluations += 1
-        gaussian = self._gaussian(t, x)
+        tt = self._times(t, x)
+        gaussian = self._gaussian(tt, x)
         if self.velocity_fn is not None:
             b = self.velocity_fn(t, x)
         elif gaussian is not None:
             b = gaussian[0] * x - gaussian[1] * s
         else:
             raise ValueError("a two-sided interpolant needs velocity= as well as the score")
-        eps = time_column(self.epsilon(batch_time(t, x)).to(x.dtype), x)
+        eps = self.epsilon(tt).to(x.dtype)
+        if not (torch.isfinite(eps).all() and (eps >= 0).all()):
+            raise ValueError(f"noise_scale epsilon(t) must be finite and >= 0; got {eps.min().item()} at some t")
+        eps = time_column(eps, x[: eps.shape[0]])
         entry = {"s": s, "b": b, "eps": eps, "gaussian": gaussian, "rate": {}}
         self.cache = [(key, x, entry)] + self.cache[:1]
         return entry
@@ -367,15 +377,15 @@ class _ItoFields:
         p = self.at(t, x)
         if c in p["rate"]:
             return p["rate"][c]
-        s, b, eps, batch = p["s"], p["b"], p["eps"], x.shape[0]
-        coefficient = c * eps.reshape(batch, -1)[:, 0]  # of the Laplacian, (batch,)
+        s, b, eps = p["s"], p["b"], p["eps"]
+        coefficient = c * eps.reshape(eps.shape[0], -1)[:, 0]  # of the Laplacian, (1,) or (batch,)
         if self.time_derivative is not None:
             value = self.time_derivative(t, x)
             if bool((coefficient != 0).any()):
                 value = value + coefficient * self._laplacian(t, x)
         elif p["gaussian"] is not None:
             f, d = p["gaussian"]
-            f, d = f.reshape(batch, -1)[:, 0], d.reshape(batch, -1)[:, 0]
+            f, d = f.reshape(f.shape[0], -1)[:, 0], d.reshape(d.shape[0], -1)[:, 0]
             dim = x[0].numel()
             value = -dim * f - f * _flat_dot(x, s) + d * _flat_dot(s, s)
             lap = d + coefficient

@@ -25,7 +25,9 @@ SEEDS = (0, 1, 2)
 
 def _two_sided(dim=2):
     rho0 = GaussianMixture(torch.tensor([0.4, 0.6]), torch.tensor([[-1.0] * dim, [1.0] * dim]), 0.5)
-    rho1 = GaussianMixture(torch.tensor([1.0, 2.0]), torch.tensor([[2.0] + [0.0] * (dim - 1), [0.0, 2.0] + [0.0] * (dim - 2)]), 0.3)
+    rho1 = GaussianMixture(
+        torch.tensor([1.0, 2.0]), torch.tensor([[2.0] + [0.0] * (dim - 1), [0.0, 2.0] + [0.0] * (dim - 2)]), 0.3
+    )
     return ExactMarginals(preset("linear-brownian"), rho0, rho1)
 
 
@@ -115,8 +117,15 @@ def test_hutchinson_probes_are_fixed_per_path_and_seeded():
     grid = grids.uniform(20).flip(0)
     runs = [
         log_likelihood(
-            exact.velocity, data, exact.rho0.log_density, grid, divergence="hutchinson", n_probes=3,
-            probe="gaussian", generator=torch.Generator().manual_seed(5), progress=False,
+            exact.velocity,
+            data,
+            exact.rho0.log_density,
+            grid,
+            divergence="hutchinson",
+            n_probes=3,
+            probe="gaussian",
+            generator=torch.Generator().manual_seed(5),
+            progress=False,
         )
         for _ in range(2)
     ]
@@ -211,17 +220,28 @@ def test_ito_routes_agree_with_each_other(backward):
 
     def run(scheme, **options):
         return ito_log_density(
-            exact.score, x, grid, interpolant=interpolant, scheme=scheme, generator=torch.Generator().manual_seed(1),
-            progress=False, **options,
+            exact.score,
+            x,
+            grid,
+            interpolant=interpolant,
+            scheme=scheme,
+            generator=torch.Generator().manual_seed(1),
+            progress=False,
+            **options,
         )
 
     for scheme in ("ito", "trapezoid"):
         identity = run(scheme)
         closed = run(scheme, time_derivative=exact.log_density_time_derivative, laplacian=exact.laplacian_log_density)
         general = ito_log_density(
-            exact.score, x, grid, velocity=exact.velocity, noise_scale=lambda t: (
-                -gaussian_base_coefficients(interpolant, t)[1]
-            ), scheme=scheme, generator=torch.Generator().manual_seed(1), progress=False,
+            exact.score,
+            x,
+            grid,
+            velocity=exact.velocity,
+            noise_scale=lambda t: -gaussian_base_coefficients(interpolant, t)[1],
+            scheme=scheme,
+            generator=torch.Generator().manual_seed(1),
+            progress=False,
         )
         assert torch.allclose(identity.final, general.final, atol=1e-9)
         change = identity.extras["log_density_change"]
@@ -238,8 +258,14 @@ def test_divergence_free_estimate_costs_no_extra_evaluation():
         calls["n"] += 1
         return exact.score(t, y)
 
-    traj = ito_log_density(score, x, grids.uniform(30, t_end=interpolant.time_range[1]), interpolant=interpolant,
-                           generator=torch.Generator().manual_seed(0), progress=False)
+    traj = ito_log_density(
+        score,
+        x,
+        grids.uniform(30, t_end=interpolant.time_range[1]),
+        interpolant=interpolant,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert calls["n"] == 30 == traj.attrs["score_evaluations"]
     assert traj.attrs["direction"] == "forward" and traj.attrs["noise_scale"] == "matched"
 
@@ -253,9 +279,16 @@ def test_ito_trapezoid_matches_the_closed_form(seed):
     grid = torch.linspace(lo, hi, 201)
     middle_time = float(grid[100])
     traj = ito_log_density(
-        exact.score, x, grid, interpolant=interpolant, scheme="trapezoid",
-        laplacian=exact.laplacian_log_density, log_density_start=lambda y: exact.log_density(lo, y), generator=g,
-        record=[middle_time], progress=False,
+        exact.score,
+        x,
+        grid,
+        interpolant=interpolant,
+        scheme="trapezoid",
+        laplacian=exact.laplacian_log_density,
+        log_density_start=lambda y: exact.log_density(lo, y),
+        generator=g,
+        record=[middle_time],
+        progress=False,
     )
     assert traj.log_density.shape == (3, 300)
     error = traj.log_density[-1] - exact.log_density(hi, traj.final)
@@ -270,9 +303,17 @@ def test_ito_with_a_two_sided_interpolant_and_heun():
     g = torch.Generator().manual_seed(0)
     x = exact.sample(lo, 200, g)
     traj = ito_log_density(
-        exact.score, x, torch.linspace(lo, hi, 101), StochasticHeun(), velocity=exact.velocity, noise_scale=0.3,
-        scheme="trapezoid", time_derivative=exact.log_density_time_derivative,
-        log_density_start=exact.rho0.log_density, generator=g, progress=False,
+        exact.score,
+        x,
+        torch.linspace(lo, hi, 101),
+        StochasticHeun(),
+        velocity=exact.velocity,
+        noise_scale=0.3,
+        scheme="trapezoid",
+        time_derivative=exact.log_density_time_derivative,
+        log_density_start=exact.rho0.log_density,
+        generator=g,
+        progress=False,
     )
     assert (traj.log_density[-1] - exact.log_density(hi, traj.final)).abs().mean() < 0.02
 
@@ -280,8 +321,15 @@ def test_ito_with_a_two_sided_interpolant_and_heun():
 def test_log_density_survives_xarray_and_netcdf(tmp_path):
     interpolant, exact = _vp()
     x = exact.sample(0.0, 10, torch.Generator().manual_seed(0))
-    traj = ito_log_density(exact.score, x, torch.linspace(0, 0.5, 6), interpolant=interpolant, record=True,
-                           log_density_start=lambda y: exact.log_density(0.0, y), progress=False)
+    traj = ito_log_density(
+        exact.score,
+        x,
+        torch.linspace(0, 0.5, 6),
+        interpolant=interpolant,
+        record=True,
+        log_density_start=lambda y: exact.log_density(0.0, y),
+        progress=False,
+    )
     ds = traj.to_xarray()
     assert ds["log_density"].dims == ("time", "particle")
     path = tmp_path / "traj.nc"
@@ -289,6 +337,6 @@ def test_log_density_survives_xarray_and_netcdf(tmp_path):
     back = Trajectory.load(path)
     assert torch.allclose(back.log_density, traj.log_density)
     with pytest.raises(KeyError, match="no log-density"):
-        Trajectory(traj.times, traj.states, traj.grid, "x", 0).log_density
+        _ = Trajectory(traj.times, traj.states, traj.grid, "x", 0).log_density
     with pytest.raises(ValueError, match="leading shape"):
         Trajectory(traj.times, traj.states, traj.grid, "x", 0, extras={"bad": torch.zeros(2)})

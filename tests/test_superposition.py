@@ -56,8 +56,17 @@ def test_and_weights_solve_the_constraint_and_guard_equal_scores():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_and_keeps_the_tracked_log_densities_together(seed):
     vp, up, down, grid, x0, starts = _setup(seed=seed)
-    traj = superpose([up.score, down.score], vp, x0, grid, mode="and", log_density_start=starts, record=True,
-                     generator=torch.Generator().manual_seed(seed), progress=False)
+    traj = superpose(
+        [up.score, down.score],
+        vp,
+        x0,
+        grid,
+        mode="and",
+        log_density_start=starts,
+        record=True,
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+    )
     gap = traj.log_density[..., 0] - traj.log_density[..., 1]
     assert torch.allclose(gap, gap[:1].expand_as(gap), atol=1e-8)
     assert traj.extras["kappa"].shape == (len(grid), 400, 2)
@@ -68,8 +77,17 @@ def test_and_keeps_the_tracked_log_densities_together(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_or_with_all_weight_on_one_model_is_that_model(seed):
     vp, up, down, grid, x0, starts = _setup(seed=seed)
-    traj = superpose([up.score, down.score], vp, x0, grid, mode="or", weights=[1.0, 1e-12], log_density_start=starts,
-                     generator=torch.Generator().manual_seed(seed), progress=False)
+    traj = superpose(
+        [up.score, down.score],
+        vp,
+        x0,
+        grid,
+        mode="or",
+        weights=[1.0, 1e-12],
+        log_density_start=starts,
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+    )
     assert (traj.final[:, 1] > 0).float().mean() > 0.99  # all mass in the top pair
 
 

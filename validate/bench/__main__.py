@@ -7,9 +7,9 @@ import json
 import sys
 from dataclasses import asdict
 
-from . import training
+from . import density, training
 
-BENCHES = {"training": training.run}
+BENCHES = {"training": training.run, "density": density.run}
 
 
 def main(argv: list[str] | None = None) -> int:
