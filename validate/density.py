@@ -101,31 +101,16 @@ def _ito_errors(exact, interpolant, steps, n, seed, backward=False, **options):
         g = torch.Generator().manual_seed(seed)
         x = exact.sample(t0, n, g)
         grid = torch.linspace(t0, t1, n_steps + 1, dtype=torch.float64)
-        if backward:  # the data likelihood: anchor at the base, compare at the data
-            traj = ito_log_density(
-                exact.score,
-                x,
-                grid,
-                interpolant=interpolant,
-                generator=g,
-                progress=False,
-                log_density_end=lambda y, t=t1: exact.log_density(t, y),
-                record=True,
-                **options,
-            )
+        # Backward is the data likelihood: anchored at the base, compared at the data.
+        anchor = "log_density_end" if backward else "log_density_start"
+        anchor_time = t1 if backward else t0
+        options[anchor] = lambda y, t=anchor_time: exact.log_density(t, y)
+        traj = ito_log_density(
+            exact.score, x, grid, interpolant=interpolant, generator=g, progress=False, record=True, **options
+        )
+        if backward:
             error = traj.log_density[0] - exact.log_density(t0, x)
         else:
-            traj = ito_log_density(
-                exact.score,
-                x,
-                grid,
-                interpolant=interpolant,
-                generator=g,
-                progress=False,
-                log_density_start=lambda y, t=t0: exact.log_density(t, y),
-                record=True,
-                **options,
-            )
             error = traj.log_density[-1] - exact.log_density(t1, traj.final)
         out.append((error, traj))
     return out
