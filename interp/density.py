@@ -301,6 +301,12 @@ def gaussian_base_coefficients(interpolant: Interpolant, t: Tensor) -> tuple[Ten
     return f, d
 
 
+def gaussian_base_rate(x: Tensor, s: Tensor, f: Tensor, d: Tensor) -> Tensor:
+    r""":math:`-d f - f\langle x, s\rangle + D|s|^2`, ``(batch,)``: the Itô rate of a Gaussian base with matched noise
+    (the Laplacian cancelled), for ``f``, ``D`` of shape ``(1,)`` or ``(batch,)``."""
+    return -x[0].numel() * f - f * _flat_dot(x, s) + d * _flat_dot(s, s)
+
+
 class _ItoFields:
     """Score, velocity and the rate term of the estimator at ``(t, x)``, cached for the last two points so the
     solver's drift evaluation and the estimator share one field evaluation."""
@@ -386,8 +392,7 @@ class _ItoFields:
         elif p["gaussian"] is not None:
             f, d = p["gaussian"]
             f, d = f.reshape(f.shape[0], -1)[:, 0], d.reshape(d.shape[0], -1)[:, 0]
-            dim = x[0].numel()
-            value = -dim * f - f * _flat_dot(x, s) + d * _flat_dot(s, s)
+            value = gaussian_base_rate(x, s, f, d)
             lap = d + coefficient
             if bool((lap.abs() > 1e-12 * (d.abs() + coefficient.abs())).any()):
                 value = value + lap * self._laplacian(t, x)

@@ -30,7 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._checks import check_batch
-from .density import _flat_dot, _log_density_value, gaussian_base_coefficients
+from .density import _flat_dot, _log_density_value, gaussian_base_coefficients, gaussian_base_rate
 from .grids import check_grid
 from .integrate import NonFiniteStateError, _record_indices
 from .interpolants import Interpolant
@@ -157,7 +157,7 @@ def superpose(
             kappa = _and_weights(flat_s, noise.reshape(batch, -1), (d * h).expand(batch))
         s_kappa = torch.einsum("bk,kbn->bn", kappa, flat_s).reshape(x.shape)
         dx = f * x * h - 2 * d * h * s_kappa + noise
-        rate = torch.stack([-dim * f - f * _flat_dot(x, s[k]) + d * _flat_dot(s[k], s[k]) for k in range(m)], -1)
+        rate = torch.stack([gaussian_base_rate(x, s[k], f, d) for k in range(m)], -1)
         ell = ell + torch.stack([_flat_dot(s[k], dx) for k in range(m)], -1) + h * rate
         x = x + dx
         if check_finite and not (torch.isfinite(x).all() and torch.isfinite(ell).all()):

@@ -46,6 +46,24 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+def _coefficients(vp, t, x):
+    """f and D of the Gaussian-base identity b = f x - D s at a shared time ``t``."""
+    return gaussian_base_coefficients(vp, torch.as_tensor(t, dtype=x.dtype).reshape(1))
+
+
+def _plain_sde(vp, score) -> SDE:
+    """The matched-noise SDE dX = (f x - 2 D s) dt + sqrt(-2 D) dW, without any density tracking."""
+
+    def drift(t, x):
+        f, d = _coefficients(vp, t, x)
+        return f * x - 2 * d * score(t, x)
+
+    def diffusion(t, x):
+        return torch.sqrt(-2 * _coefficients(vp, t, x)[1])
+
+    return SDE(drift, diffusion, additive=True)
+
+
 def _setup(seed: int):
     vp = preset("vp")
     exact = exact_marginals(vp, 2)
@@ -53,7 +71,7 @@ def _setup(seed: int):
     x0 = exact.sample(lo, N, torch.Generator().manual_seed(seed))
 
     def velocity(t, x):
-        f, d = gaussian_base_coefficients(vp, torch.as_tensor(t, dtype=x.dtype).reshape(1))
+        f, d = _coefficients(vp, t, x)
         return f * x - d * exact.score(t, x)
 
     return vp, exact, lo, hi, x0, velocity
@@ -106,17 +124,7 @@ def run(seed: int = 0) -> list[BenchRecord]:
     grid = torch.linspace(lo, hi, STEPS + 1)
     ito, ode = _routes(vp, exact, lo, hi, x0, velocity, seed)
 
-    def eps(t):
-        return -gaussian_base_coefficients(vp, t)[1]
-
-    def drift(t, x):
-        f, d = gaussian_base_coefficients(vp, torch.as_tensor(t, dtype=x.dtype).reshape(1))
-        return f * x - 2 * d * exact.score(t, x)
-
-    def diffusion(t, x):
-        return torch.sqrt(2 * eps(torch.as_tensor(t, dtype=x.dtype).reshape(1)))
-
-    sde = SDE(drift, diffusion, additive=True)
+    sde = _plain_sde(vp, exact.score)
 
     def plain_sde():
         return integrate(sde, x0, grid, EulerMaruyama(), generator=torch.Generator().manual_seed(seed), progress=False)
@@ -182,14 +190,7 @@ def _network_cost(vp, lo, hi, x0, seed) -> list[BenchRecord]:
     steps = 100
     grid = torch.linspace(lo, hi, steps + 1)
 
-    def drift(t, x):
-        f, d = gaussian_base_coefficients(vp, torch.as_tensor(t, dtype=x.dtype).reshape(1))
-        return f * x - 2 * d * score(t, x)
-
-    def diffusion(t, x):
-        return torch.sqrt(-2 * gaussian_base_coefficients(vp, torch.as_tensor(t, dtype=x.dtype).reshape(1))[1])
-
-    sde = SDE(drift, diffusion, additive=True)
+    sde = _plain_sde(vp, score)
 
     def plain():
         return integrate(sde, x0, grid, EulerMaruyama(), generator=torch.Generator().manual_seed(seed), progress=False)
