@@ -156,7 +156,10 @@ def _run_fixed_steps(
     keep = set(indices)
     out = [x0] if 0 in keep else []
     x = x0
-    state = solver.init(dynamics, times[0], x0)
+    if getattr(solver, "needs_grid", False):  # multistep and final-step rules need the whole grid
+        state = solver.init(dynamics, times[0], x0, grid=times)
+    else:
+        state = solver.init(dynamics, times[0], x0)
     extras = {name: [value] for name, value in _tracked(state).items()} if 0 in keep else {}
     noise_device = generator.device if generator is not None else x0.device
     n_steps = times.shape[0] - 1

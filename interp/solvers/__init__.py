@@ -1,24 +1,50 @@
-"""Solvers: fixed-step ODE (:mod:`.ode`), fixed-step SDE (:mod:`.sde`), adaptive via libraries (:mod:`.adaptive`)."""
+"""Solvers: fixed-step ODE (:mod:`.ode`), exponential integrators for Gaussian-base interpolants
+(:mod:`.exponential`, :mod:`.multistep`, :mod:`.momentum`), fixed-step SDE (:mod:`.sde`), adaptive via libraries
+(:mod:`.adaptive`)."""
 
 from .adaptive import Torchdiffeq, Torchsde
 from .base import AdaptiveSolver, ODESolver, SDESolver, Solver
+from .exponential import (
+    DiffusionView,
+    DPMSolver,
+    DPMSolverPP,
+    PredictionSolver,
+    dpm_solver_fast_orders,
+    dynamic_threshold,
+)
+from .momentum import GHVB, LML, HeavyBall, ghvb_weights
+from .multistep import DEIS, IPNDM, UniPC
 from .ode import ODE_SOLVERS, RK4, Euler, ExplicitRungeKutta, Heun, Midpoint
-from .sde import SDE_SOLVERS, EulerMaruyama, StochasticHeun
+from .sde import SDE_SOLVERS, EulerMaruyama, SDEDPMSolverPP, StochasticHeun
 
 __all__ = [
+    "DEIS",
+    "GHVB",
+    "IPNDM",
+    "LML",
     "ODE_SOLVERS",
     "RK4",
     "SDE_SOLVERS",
     "AdaptiveSolver",
+    "DPMSolver",
+    "DPMSolverPP",
+    "DiffusionView",
     "Euler",
     "EulerMaruyama",
     "ExplicitRungeKutta",
+    "HeavyBall",
     "Heun",
     "Midpoint",
     "ODESolver",
+    "PredictionSolver",
+    "SDEDPMSolverPP",
     "SDESolver",
     "Solver",
     "StochasticHeun",
     "Torchdiffeq",
     "Torchsde",
+    "UniPC",
+    "dpm_solver_fast_orders",
+    "dynamic_threshold",
+    "ghvb_weights",
 ]
