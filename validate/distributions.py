@@ -64,19 +64,19 @@ def _metrics(generator, bandwidth: float):
     }
 
 
-def _compare(suite_case: str, method: str, samples: torch.Tensor, ref: _Reference, generator) -> list[Record]:
+def _compare(
+    suite_case: str, method: str, samples: torch.Tensor, ref: _Reference, generator, suite: str = "distribution"
+) -> list[Record]:
     groups = samples.split(ref.n)
     label = f"t={ref.t:.3g}"
     records = []
     for name, metric in _metrics(generator, ref.bandwidth).items():
         value = sum(metric(x, y) for x, y in zip(groups, ref.fresh, strict=False)) / len(groups)
-        records.append(
-            check("distribution", suite_case, method, f"{name}/floor@{label}", value / ref.floor[name], RATIO)
-        )
+        records.append(check(suite, suite_case, method, f"{name}/floor@{label}", value / ref.floor[name], RATIO))
     log_density = ref.marginal.log_density(samples)
     se = math.sqrt(ref.log_density_var / samples.shape[0] + ref.log_density_var / 100_000)
     z = abs(float(log_density.mean()) - ref.log_density_mean) / se
-    records.append(check("distribution", suite_case, method, f"logrho_z@{label}", z, Z_MAX))
+    records.append(check(suite, suite_case, method, f"logrho_z@{label}", z, Z_MAX))
     return records
 
 

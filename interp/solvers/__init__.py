@@ -13,11 +13,12 @@ from .exponential import (
     dynamic_threshold,
 )
 from .momentum import GHVB, LML, HeavyBall, ghvb_weights
-from .multistep import DEIS, IPNDM, UniPC
+from .multistep import ADAMS_BASHFORTH, DEIS, IPNDM, UniPC
 from .ode import ODE_SOLVERS, RK4, Euler, ExplicitRungeKutta, Heun, Midpoint
 from .sde import SDE_SOLVERS, EulerMaruyama, SDEDPMSolverPP, StochasticHeun
 
 __all__ = [
+    "ADAMS_BASHFORTH",
     "DEIS",
     "GHVB",
     "IPNDM",
