@@ -41,21 +41,7 @@ def ghvb_weights(order: int, beta: float) -> tuple[float, ...]:
 
 
 class _Momentum(_NoiseSpace):
-    def __init__(self, interpolant: Interpolant, order: int, beta: float, prediction: str, warmup: str):
-        if order not in ADAMS_BASHFORTH:
-            raise ValueError(f"order must be 1-4; got {order}")
-        if not 0 < beta <= 1:
-            raise ValueError(f"beta must lie in (0, 1]; got {beta}")
-        super().__init__(interpolant, prediction, warmup=warmup)
-        self.k, self.beta = order, float(beta)
-        self.history_order = order
-
-    def step_orders(self, n_steps: int) -> list[int]:
-        return multistep_orders(self.k, n_steps, lower_order_final=0)
-
-
-class HeavyBall(_Momentum):
-    """PLMS with heavy-ball momentum (order ``order`` Adams–Bashforth inside, momentum ``beta``)."""
+    prefix = "momentum"
 
     def __init__(
         self,
@@ -66,9 +52,30 @@ class HeavyBall(_Momentum):
         *,
         warmup="lower",
     ):
-        self.name = f"hb{order}-{beta:g}"
-        super().__init__(interpolant, order, beta, prediction, warmup)
-        self.order = order if self.beta == 1 else 1
+        self.name = f"{self.prefix}{order}-{beta:g}"
+        if order not in ADAMS_BASHFORTH:
+            raise ValueError(f"order must be 1-4; got {order}")
+        if not 0 < beta <= 1:
+            raise ValueError(f"beta must lie in (0, 1]; got {beta}")
+        super().__init__(interpolant, prediction, warmup=warmup)
+        self.k, self.beta = order, float(beta)
+        self.history_order = order
+        self.order = self.declared_order()
+
+    def declared_order(self) -> int:
+        return self.k
+
+    def step_orders(self, n_steps: int) -> list[int]:
+        return multistep_orders(self.k, n_steps, lower_order_final=0)
+
+
+class HeavyBall(_Momentum):
+    """PLMS with heavy-ball momentum (order ``order`` Adams–Bashforth inside, momentum ``beta``)."""
+
+    prefix = "hb"
+
+    def declared_order(self) -> int:
+        return self.k if self.beta == 1 else 1
 
     def step(self, field, t0, t1, x, state: StepHistory):
         eps = self.predict(field, t0, x)
@@ -88,18 +95,7 @@ class HeavyBall(_Momentum):
 class GHVB(_Momentum):
     """Generalised heavy ball of order ``order`` with momentum ``beta`` (keeps the order for every beta)."""
 
-    def __init__(
-        self,
-        interpolant: Interpolant,
-        order: int = 2,
-        beta: float = 0.8,
-        prediction: str = "velocity",
-        *,
-        warmup="lower",
-    ):
-        self.name = f"ghvb{order}-{beta:g}"
-        super().__init__(interpolant, order, beta, prediction, warmup)
-        self.order = order
+    prefix = "ghvb"
 
     def step(self, field, t0, t1, x, state: StepHistory):
         eps = self.predict(field, t0, x)
