@@ -22,7 +22,7 @@ from torch import Tensor
 from ._checks import check_batch, check_same_shape
 from ._files import write_atomically
 from .grids import check_grid
-from .solvers.base import ODESolver
+from .solvers.base import ODESolver, init_state
 
 
 @dataclass
@@ -61,10 +61,7 @@ class SearchedGrid:
 
 def solve(field_fn, x0: Tensor, grid: Tensor, solver: ODESolver) -> Tensor:
     """Final state of ``solver`` on ``grid`` from ``x0``, keeping the autograd graph (no driver checks)."""
-    if getattr(solver, "needs_grid", False):
-        state = solver.init(field_fn, grid[0], x0, grid=grid)
-    else:
-        state = solver.init(field_fn, grid[0], x0)
+    state = init_state(solver, field_fn, grid[0], x0, grid)
     x = x0
     for i in range(grid.shape[0] - 1):
         x, state = solver.step(field_fn, grid[i], grid[i + 1], x, state)

@@ -22,7 +22,7 @@ from .brownian import BrownianPath
 from .dynamics import SDE
 from .grids import check_grid
 from .results import Trajectory
-from .solvers.base import Solver
+from .solvers.base import Solver, init_state
 
 
 class NonFiniteStateError(FloatingPointError):
@@ -156,10 +156,7 @@ def _run_fixed_steps(
     keep = set(indices)
     out = [x0] if 0 in keep else []
     x = x0
-    if getattr(solver, "needs_grid", False):  # multistep and final-step rules need the whole grid
-        state = solver.init(dynamics, times[0], x0, grid=times)
-    else:
-        state = solver.init(dynamics, times[0], x0)
+    state = init_state(solver, dynamics, times[0], x0, times)
     extras = {name: [value] for name, value in _tracked(state).items()} if 0 in keep else {}
     noise_device = generator.device if generator is not None else x0.device
     n_steps = times.shape[0] - 1

@@ -83,3 +83,11 @@ class AdaptiveSolver(Solver):
     @abstractmethod
     def solve(self, dynamics, x0: Tensor, grid: Tensor, generator) -> tuple[Tensor, dict]:
         """Return states ``(len(grid), batch, ...)`` and a dict of statistics."""
+
+
+def init_state(solver: Solver, dynamics, t0: Tensor, x0: Tensor, grid: Tensor) -> Any:
+    """``solver.init``, handing over the whole grid to solvers that declare ``needs_grid`` (multistep history,
+    final-step rules)."""
+    if getattr(solver, "needs_grid", False):
+        return solver.init(dynamics, t0, x0, grid=grid)
+    return solver.init(dynamics, t0, x0)

@@ -96,9 +96,11 @@ def dynamic_threshold(x: Tensor, ratio: float = 0.995, max_value: float = 1.0) -
 
 @dataclass
 class StepHistory:
-    """What a multistep solver carries between steps: the grid, the step index and past model outputs."""
+    """What a multistep solver carries between steps: the grid, each step's order, the step index and past
+    model outputs."""
 
     grid: Tensor
+    orders: list = field(default_factory=list)
     index: int = 0
     times: list = field(default_factory=list)
     lams: list = field(default_factory=list)
@@ -137,6 +139,7 @@ class PredictionSolver(ODESolver):
     needs_grid = True
 
     history_order: int = 1
+    lower_order_final: int = 0
 
     def __init__(self, interpolant: Interpolant, prediction: str = "velocity", thresholding=None, warmup="lower"):
         self.view = DiffusionView(interpolant)
@@ -200,6 +203,17 @@ class PredictionSolver(ODESolver):
 
         return singlestep_update(self.view, predict_noise, t0, t1, x, noise, min(self.history_order, 3))
 
+    def begin_step(self, field, t0, t1, x, state: StepHistory, output: Tensor, noise, keep: int):
+        """Store ``output`` at ``t0``, then either take a warm-up step (returns ``(None, x_next)``) or claim this
+        step's order (returns ``(order, None)``)."""
+        state.push(t0, self.view.log_snr(t0), output, keep=keep)
+        warm = self.warm_step(field, t0, t1, x, state, noise)
+        if warm is not None:
+            return None, warm
+        order = state.orders[state.index]
+        state.index += 1
+        return order, None
+
     def init(self, field, t0, x0, grid: Tensor | None = None) -> StepHistory:
         if grid is None:
             raise ValueError(f"{self.name} needs the whole grid (run it through interp.integrate)")
@@ -215,11 +229,11 @@ class PredictionSolver(ODESolver):
             )
         if bool(noise[-1] == 0) and self.parameterisation != "data":
             raise ValueError(f"{self.name} cannot step to alpha(t) = 0 (infinite log-SNR); end the grid before t = 1")
-        return StepHistory(grid=grid)
+        return StepHistory(grid=grid, orders=self.step_orders(grid.shape[0] - 1))
 
     def step_orders(self, n_steps: int) -> list[int]:
         """The order each step of an ``n_steps`` grid uses (warm start and final rules included)."""
-        raise NotImplementedError
+        return multistep_orders(self.history_order, n_steps, self.lower_order_final)
 
     def __repr__(self) -> str:
         name = self.view.interpolant.name
@@ -293,19 +307,13 @@ class DPMSolverPP(PredictionSolver):
         self._d2_weight = 2.0 if third_order == "taylor" else 1.0
         self.max_order, self.lower_order_final, self.momentum = order, int(lower_order_final), float(momentum)
 
-    def step_orders(self, n_steps: int) -> list[int]:
-        return multistep_orders(self.max_order, n_steps, self.lower_order_final)
-
     def step(self, field, t0, t1, x, state: StepHistory):
         a1, n1, l1 = self.view.at(t1)
         n0, l0 = self.view.noise(t0), self.view.log_snr(t0)
         noise, m0 = self.predict_pair(field, t0, x)
-        state.push(t0, l0, m0, keep=3)
-        warm = self.warm_step(field, t0, t1, x, state, noise)
+        order, warm = self.begin_step(field, t0, t1, x, state, m0, noise, keep=3)
         if warm is not None:
             return warm, state
-        order = self.step_orders(state.n_steps)[state.index]
-        state.index += 1
         if n1 == 0:  # denoise to zero: lambda_t = inf, the first-order step returns a_t * x_hat
             return a1 * m0, state
         h = l1 - l0
@@ -375,13 +383,8 @@ class DPMSolver(PredictionSolver):
             raise ValueError(f"orders has {len(self.orders)} entries for a grid of {n_steps} steps")
         return self.orders
 
-    def init(self, field, t0, x0, grid=None):
-        state = super().init(field, t0, x0, grid)
-        self.step_orders(state.n_steps)
-        return state
-
     def step(self, field, t0, t1, x, state: StepHistory):
-        order = self.step_orders(state.n_steps)[state.index]
+        order = state.orders[state.index]
         state.index += 1
 
         def predict_noise(t, y):

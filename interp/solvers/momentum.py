@@ -22,8 +22,8 @@ Levenberg–Marquardt–Langevin method (Wang et al. 2025): :math:`d' = \lambda(
 from __future__ import annotations
 
 from ..interpolants import Interpolant
-from .base import ODESolver
-from .exponential import StepHistory, multistep_orders
+from .base import ODESolver, init_state
+from .exponential import StepHistory
 from .multistep import ADAMS_BASHFORTH, _NoiseSpace
 
 
@@ -65,9 +65,6 @@ class _Momentum(_NoiseSpace):
     def declared_order(self) -> int:
         return self.k
 
-    def step_orders(self, n_steps: int) -> list[int]:
-        return multistep_orders(self.k, n_steps, lower_order_final=0)
-
 
 class HeavyBall(_Momentum):
     """PLMS with heavy-ball momentum (order ``order`` Adams–Bashforth inside, momentum ``beta``)."""
@@ -80,7 +77,7 @@ class HeavyBall(_Momentum):
     def step(self, field, t0, t1, x, state: StepHistory):
         eps = self.predict(field, t0, x)
         state.push(t0, self.view.log_snr(t0), eps, keep=self.k)
-        order = self.step_orders(state.n_steps)[state.index]
+        order = state.orders[state.index]
         combined = sum(w * e for w, e in zip(ADAMS_BASHFORTH[order], state.outputs[::-1][:order], strict=True))
         velocity = state.extra.get("velocity")
         velocity = combined if velocity is None else (1 - self.beta) * velocity + self.beta * combined
@@ -102,12 +99,9 @@ class GHVB(_Momentum):
         velocity = state.extra.get("velocity")
         velocity = eps if velocity is None else (1 - self.beta) * velocity + self.beta * eps
         state.extra["velocity"] = velocity
-        state.push(t0, self.view.log_snr(t0), velocity, keep=self.k)
-        warm = self.warm_step(field, t0, t1, x, state, eps)
+        order, warm = self.begin_step(field, t0, t1, x, state, velocity, eps, keep=self.k)
         if warm is not None:
             return warm, state
-        order = self.step_orders(state.n_steps)[state.index]
-        state.index += 1
         weights = ghvb_weights(order, self.beta)
         combined = sum(w * v for w, v in zip(weights, state.outputs[::-1][:order], strict=True))
         return self.advance(x, t0, t1, (self.rho(t1) - self.rho(t0)) * combined), state
@@ -135,7 +129,7 @@ class LML(ODESolver):
         self.needs_grid = getattr(base, "needs_grid", False)
 
     def init(self, field, t0, x0, grid=None):
-        inner = self.base.init(field, t0, x0, grid=grid) if self.needs_grid else self.base.init(field, t0, x0)
+        inner = init_state(self.base, field, t0, x0, grid)
         return {"inner": inner, "previous": None}
 
     def step(self, field, t0, t1, x, state):

@@ -65,9 +65,6 @@ class DEIS(_NoiseSpace):
         super().__init__(interpolant, prediction, warmup=warmup)
         self.order = self.history_order = order
 
-    def step_orders(self, n_steps: int) -> list[int]:
-        return multistep_orders(self.order, n_steps, lower_order_final=0)
-
     def coefficients(self, t0: Tensor, t1: Tensor, nodes: list[Tensor]) -> list[Tensor]:
         r""":math:`\int_{t_0}^{t_1}\rho'(\tau)L_j(\tau)\,d\tau` for the Lagrange basis on ``nodes``."""
         xi = torch.as_tensor(_GAUSS_NODES, dtype=t0.dtype, device=t0.device)
@@ -86,12 +83,9 @@ class DEIS(_NoiseSpace):
 
     def step(self, field, t0, t1, x, state: StepHistory):
         eps = self.predict(field, t0, x)
-        state.push(t0, self.view.log_snr(t0), eps, keep=self.order)
-        warm = self.warm_step(field, t0, t1, x, state, eps)
+        order, warm = self.begin_step(field, t0, t1, x, state, eps, eps, keep=self.order)
         if warm is not None:
             return warm, state
-        order = self.step_orders(state.n_steps)[state.index]
-        state.index += 1
         nodes = state.times[::-1][:order]
         outputs = state.outputs[::-1][:order]
         if order == 1:  # the exact integral of d rho: DDIM
@@ -114,17 +108,11 @@ class IPNDM(_NoiseSpace):
         super().__init__(interpolant, prediction, warmup=warmup)
         self.order = self.history_order = order
 
-    def step_orders(self, n_steps: int) -> list[int]:
-        return multistep_orders(self.order, n_steps, lower_order_final=0)
-
     def step(self, field, t0, t1, x, state: StepHistory):
         eps = self.predict(field, t0, x)
-        state.push(t0, self.view.log_snr(t0), eps, keep=self.order)
-        warm = self.warm_step(field, t0, t1, x, state, eps)
+        order, warm = self.begin_step(field, t0, t1, x, state, eps, eps, keep=self.order)
         if warm is not None:
             return warm, state
-        order = self.step_orders(state.n_steps)[state.index]
-        state.index += 1
         outputs = state.outputs[::-1][:order]
         combined = sum(w * e for w, e in zip(ADAMS_BASHFORTH[order], outputs, strict=True))
         return self.advance(x, t0, t1, (self.rho(t1) - self.rho(t0)) * combined), state
@@ -223,13 +211,11 @@ class UniPC(PredictionSolver):
             x = _unipc_update(
                 x_prev, v.signal(t0), n0, n_prev, h_prev, state.outputs[-1], previous, order_prev, self.variant, m
             )
-        state.push(t0, l0, m, keep=self.max_order)
-        warm = self.warm_step(field, t0, t1, x, state, noise)
+        order, warm = self.begin_step(field, t0, t1, x, state, m, noise, keep=self.max_order)
         if warm is not None:
             state.extra["last"] = None
             return warm, state
-        order = min(self.step_orders(state.n_steps)[state.index], len(state.outputs))
-        state.index += 1
+        order = min(order, len(state.outputs))
         a1, n1, l1 = v.at(t1)
         if n1 == 0:  # denoise to zero
             return a1 * m, state

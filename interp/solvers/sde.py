@@ -17,7 +17,7 @@ import torch
 
 from ..dynamics import SDE
 from .base import SDESolver
-from .exponential import PredictionSolver, multistep_orders
+from .exponential import PredictionSolver
 
 
 class EulerMaruyama(SDESolver):
@@ -76,7 +76,8 @@ class SDEDPMSolverPP(PredictionSolver):
             raise ValueError(f"SDE-DPM-Solver++ order must be 1 or 2; got {order}")
         self.name = f"sde-dpmsolver++{order}{'M' if order == 2 else ''}"
         super().__init__(interpolant, prediction)
-        self.order, self.lower_order_final = order, int(lower_order_final)
+        self.order = self.history_order = order
+        self.lower_order_final = int(lower_order_final)
 
     def check_dynamics(self, dynamics) -> None:
         if isinstance(dynamics, SDE) or not callable(dynamics):
@@ -87,7 +88,7 @@ class SDEDPMSolverPP(PredictionSolver):
         n0, l0 = self.view.noise(t0), self.view.log_snr(t0)
         m0 = self.predict(field, t0, x)
         state.push(t0, l0, m0, keep=2)
-        order = min(multistep_orders(self.order, state.n_steps, self.lower_order_final)[state.index], 2)
+        order = state.orders[state.index]
         state.index += 1
         if n1 == 0:
             return a1 * m0, state
