@@ -56,7 +56,8 @@ def _divide(numerator: Tensor, denominator: Tensor, what: str, t: Tensor) -> Ten
     """Divide, raising (instead of returning inf/NaN) where the denominator vanishes."""
     zero = (denominator == 0).reshape(denominator.shape[0], -1).any(dim=1)
     if zero.any():
-        raise ValueError(f"cannot compute {what}: its denominator vanishes at t = {float(t[zero][0])}")
+        where = t[zero][0] if t.shape[0] == zero.shape[0] else t[0]  # coefficients of a shared time: one row
+        raise ValueError(f"cannot compute {what}: its denominator vanishes at t = {float(where)}")
     return numerator / denominator
 
 
@@ -183,7 +184,8 @@ class Interpolant:
         for k, v in given.items():
             check_batch(v, k)
             check_same_shape(x, v, "x", k)
-        c = self.coefficients(tb, x)
+        # A shared (scalar) time: the schedule once, broadcast over the batch (samplers call this every step).
+        c = self.coefficients(tb[:1], x[:1]) if torch.as_tensor(t).ndim == 0 else self.coefficients(tb, x)
         if self.gaussian_base:
             return self._posterior_gaussian_base(tb, x, c, given)
         return self._posterior_two_sided(tb, x, c, given)

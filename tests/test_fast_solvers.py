@@ -280,3 +280,29 @@ def test_search_grid_improves_on_fresh_noise(tmp_path, vp_case):
         search_grid(exact.velocity, solver, pilot, pilot, grids.uniform(1, T0, T1))
     with pytest.raises(ValueError, match="same shape"):
         search_grid(exact.velocity, solver, pilot, pilot[:5], start)
+
+
+@pytest.mark.parametrize("name", ["vp", "gvp", "flow"])
+def test_view_posterior_matches_interpolant_posterior(name):
+    exact = _exact(name)
+    view = DiffusionView(exact.interpolant)
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for t in (0.1, 0.5, 0.9):
+        tt = torch.tensor(t, dtype=torch.float64)
+        given = {"velocity": exact.velocity(tt, x), "score": exact.score(tt, x), "x0": exact.x0_mean(tt, x)}
+        for kind, value in given.items():
+            for _ in range(2):  # the second call reads the memoised coefficients
+                fast = view.posterior(tt, x, **{kind: value})
+                slow = exact.interpolant.posterior(tt, x, **{kind: value})
+                assert torch.allclose(fast.x0, slow.x0, atol=1e-12) and torch.allclose(fast.x1, slow.x1, atol=1e-12)
+
+
+def test_view_memo_keeps_gradients_of_differentiable_times():
+    view = DiffusionView(preset("vp"))
+    t = torch.tensor(0.4, dtype=torch.float64)
+    view.log_snr(t)  # memoised without a graph
+    t_grad = t.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(view.log_snr(t_grad), t_grad)
+    eps = 1e-6
+    finite = (view.log_snr(t + eps) - view.log_snr(t - eps)) / (2 * eps)
+    assert torch.isclose(grad, finite, rtol=1e-6)

@@ -133,8 +133,10 @@ def test_bad_input():
         preset("flow").posterior(0.5, x, velocity=x, score=x)
     with pytest.raises(ValueError, match="NoGamma"):
         Interpolant(LinearSchedule(gaussian_base=True), BrownianGamma())
-    with pytest.raises(ValueError, match="denominator vanishes"):
-        preset("flow").posterior(0.0, x, x0=x)
+    with pytest.raises(ValueError, match="denominator vanishes at t = 0.0"):
+        preset("flow").posterior(0.0, x, x0=x)  # a shared time: the coefficients are computed once
+    with pytest.raises(ValueError, match="denominator vanishes at t = 0.0"):
+        preset("flow").posterior(torch.tensor([0.5, 0.0, 0.5, 0.5]), x, x0=x)  # a time per sample
     with pytest.raises(ValueError, match="unknown interpolant preset"):
         preset("nope")
     with pytest.raises(TypeError):

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .._checks import check_same_shape
 from ..grids import invert_monotone
 from ..interpolants import Interpolant
 from ..schedules import LinearSchedule, TrigonometricSchedule, VPSchedule
@@ -53,15 +54,41 @@ class DiffusionView:
                 f"{interpolant.name!r} is two-sided: use an explicit Runge-Kutta solver on its velocity"
             )
         self.interpolant, self.schedule = interpolant, interpolant.schedule
+        self._memo: dict = {}
+
+    def _memoised(self, name: str, t: Tensor, compute, *key):
+        """``compute()`` once per scalar time: a sampler asks for the same few schedule values at each grid time
+        several times a step, and each costs a dozen tiny tensor operations (the driver overhead that matters for
+        small fields). Times that carry a gradient (searched grids) or are not scalars are never memoised."""
+        if not isinstance(t, Tensor) or t.ndim != 0 or t.requires_grad:
+            return compute()
+        full_key = (name, float(t), t.dtype, t.device) + key
+        value = self._memo.get(full_key)
+        if value is None:
+            if len(self._memo) >= 4096:
+                self._memo.clear()
+            value = self._memo[full_key] = compute()
+        return value
 
     def signal(self, t: Tensor) -> Tensor:
-        return self.schedule.beta(t)
+        return self._memoised("signal", t, lambda: self.schedule.beta(t))
 
     def noise(self, t: Tensor) -> Tensor:
-        return self.schedule.alpha(t)
+        return self._memoised("noise", t, lambda: self.schedule.alpha(t))
 
     def log_snr(self, t: Tensor) -> Tensor:
-        return torch.log(self.schedule.beta(t)) - torch.log(self.schedule.alpha(t))
+        return self._memoised(
+            "log_snr", t, lambda: torch.log(self.schedule.beta(t)) - torch.log(self.schedule.alpha(t))
+        )
+
+    def posterior(self, t: Tensor, x: Tensor, **given: Tensor):
+        """:meth:`Interpolant.posterior` at a time shared by the batch, with the schedule coefficients memoised."""
+        if not isinstance(t, Tensor) or t.ndim != 0:
+            return self.interpolant.posterior(t, x, **given)
+        for name, value in given.items():
+            check_same_shape(x, value, "x", name)
+        c = self._memoised("coefficients", t, lambda: self.interpolant.coefficients(t.reshape(1), x[:1]), x.ndim)
+        return self.interpolant._posterior_gaussian_base(t.reshape(1), x, c, given)
 
     def time_of(self, lam: Tensor) -> Tensor:
         r"""The time with :math:`\lambda(t)` = ``lam``: closed forms for the linear, trigonometric and VP
@@ -167,7 +194,7 @@ class PredictionSolver(ODESolver):
         elif key == "x1":
             noise, data = None, value
         else:
-            posterior = self.view.interpolant.posterior(t, x, **{key: value})
+            posterior = self.view.posterior(t, x, **{key: value})
             noise, data = posterior.x0, posterior.x1
         if self.thresholding is not None:
             data = dynamic_threshold(self._data(t, x, noise) if data is None else data, *self.thresholding)
@@ -179,10 +206,10 @@ class PredictionSolver(ODESolver):
         return noise, data
 
     def _noise(self, t, x, data):
-        return self.view.interpolant.posterior(t, x, x1=data).x0
+        return self.view.posterior(t, x, x1=data).x0
 
     def _data(self, t, x, noise):
-        return self.view.interpolant.posterior(t, x, x0=noise).x1
+        return self.view.posterior(t, x, x0=noise).x1
 
     def predict(self, field, t: Tensor, x: Tensor) -> Tensor:
         """One field evaluation, converted to this solver's parameterisation."""

@@ -6,27 +6,35 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
-from . import density, training
+from interp._files import write_atomically
 
-BENCHES = {"training": training.run, "density": density.run}
+from . import density, solvers, training
+
+BENCHES = {"training": training.run, "density": density.run, "solvers": solvers.run}
+TABLES = {"solvers"}  # benches that can also write their full table as netCDF (--table)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validate.bench", description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHES))
     parser.add_argument("--json", metavar="PATH", help="write the bench records as JSON")
+    parser.add_argument("--table", metavar="PATH", help="also write the full table as netCDF (solvers)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    records = BENCHES[args.name](seed=args.seed)
+    if args.table and args.name not in TABLES:
+        parser.error(f"--table: the {args.name} bench writes no table (only {sorted(TABLES)})")
+    options = {"table": args.table} if args.table else {}
+    records = BENCHES[args.name](seed=args.seed, **options)
     for r in records:
         print(
             f"{r.bench:<9} {r.case:<36} {r.metric:<18} ours {r.ours:<10.4g} {r.peer} {r.peer_value:<10.4g} "
             f"ratio {r.ratio:.3g} ({r.better} is better)"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump([asdict(r) for r in records], f, indent=1)
+        text = json.dumps([asdict(r) for r in records], indent=1)
+        write_atomically(args.json, lambda path: Path(path).write_text(text))
     return 0
 
 
