@@ -9,11 +9,12 @@ same initial points x(0) for every method; NFE in :data:`NFES`. Per method and N
 * ``sliced_w2`` and ``mmd`` to fresh exact samples of rho(0.999) (fixed projections and bandwidth per case), with
   their Monte-Carlo floor (the same metric between two exact samples of the same size).
 
-interp's methods (every exponential integrator, multistep and singlestep, at its defaults) run on four standard
-grids (time-uniform, quadratic, log-SNR uniform, EDM rho = 7); a method's line takes its best grid (lowest
-pathwise error), "ours" the best line. Searched grids (:func:`interp.grid_search.search_grid`, 100 Adam steps on
-256 pilot points, from the log-SNR grid) are run for DPM-Solver++ 2M and UniPC-2 and evaluated on the same fresh
-points as everything else.
+interp's methods (DPM-Solver 2/3 singlestep with the NFE-exact order mix, DPM-Solver++ 2M/3M, UniPC-2/3 bh2 and
+2 bh1, DEIS tAB3, iPNDM-3, each at its defaults, and the Runge-Kutta Heun/RK4 with the most whole steps that fit)
+run on four standard grids (time-uniform, quadratic, log-SNR uniform, EDM rho = 7); a method's line takes its best
+grid (lowest pathwise error), "ours" the best line. Searched grids (:func:`interp.grid_search.search_grid`, 100
+Adam steps from the log-SNR grid on pilot points drawn apart from the evaluation points) are run for DPM-Solver++
+2M and UniPC-2. Points per case (:data:`CASES`): 2000 evaluation / 256 pilot in 2D, 1000 / 128 in 64D.
 
 Peers, each given its best configuration in the same way:
 
@@ -23,14 +24,18 @@ Peers, each given its best configuration in the same way:
   ``final_sigmas_type="sigma_min"``, under each of their time spacings (linspace, Karras, exponential, and
   Lu's log-SNR for DPM-Solver). The model is the exact noise prediction E[x0 | x_t] evaluated at the scheduler's
   own sigma (mapped to flow time in closed form), not at its rounded integer timestep. diffusers computes its
-  updates in float32.
+  updates in float32. With ``final_sigmas_type="sigma_min"`` its Karras/exponential/Lu spacings end with a
+  zero-length step (sigma_min twice), so one of their NFE is spent on nothing; the linspace spacing is not.
+  On the scheduler's own grid with the same final-order rule, interp's DPM-Solver++ 2M and UniPC-2 reproduce
+  its samples to float32 rounding (``tests/test_bench_solvers.py``).
 * k-diffusion ``sample_dpmpp_2m`` and ``sample_heun`` (two evaluations a step) on its Karras, exponential and
   VP sigma sequences ending at sigma_min (no appended zero), with the exact denoiser E[x1 | x_t] in the
   variance-exploding frame x / beta(t).
 * torchdiffeq ``rk4`` (four evaluations a step) on the same four grids, and ``dopri5`` over a sweep of
   tolerances, keeping for each NFE budget the most accurate run that spent no more.
 
-Each adapter is checked before it is used: at a large NFE it must reach the tight reference (else the bench stops).
+Each adapter is checked before it is used: at NFE 200 at least one configuration of each peer must reach the
+tight reference (else the bench stops); configurations that do not are named on stderr.
 
 **Overhead.** A 3 x 256 MLP velocity field (untrained, float32, batch 4096, 2D), NFE 20, no gradient: wall time
 of interp's driver (Euler, RK4, DPM-Solver++ 2M, UniPC-2; median of repeated runs) against the same number of bare
@@ -372,29 +377,29 @@ def peer_runs(problem: Problem, nfe: int, x0=None):
         yield "torchdiffeq-rk4", spacing, lambda s=spacing: run_rk4(problem, s, nfe, x0)
 
 
-def check_adapters(problem: Problem, tolerance: float = 2e-3) -> None:
-    """Every peer adapter must converge to the tight reference at a large NFE; a wrong schedule mapping or model
-    convention would not. Raises ``RuntimeError`` naming the adapter otherwise."""
+def check_adapters(problem: Problem, tolerance: float = 2e-3) -> dict[str, float]:
+    """Each peer adapter must converge to the tight reference at a large NFE in at least one of its configurations
+    (a wrong schedule mapping or model convention would fail them all); raises ``RuntimeError`` naming the peer
+    otherwise. Returns the relative error of every configuration: some fail on their own (diffusers' Karras and
+    exponential spacings end with a zero-length step, which its third-order updates do not survive)."""
     x0, reference = problem.pilot[:64], problem.pilot_reference[:64]
     scale = float(reference.norm(dim=-1).mean())
-    converged: dict[str, bool] = {}
-    for peer, spacing, runner in peer_runs(problem, CHECK_NFE, x0):
+    errors: dict[str, float] = {}
+    best: dict[str, float] = {}
+    runs = [(peer, spacing, runner) for peer, spacing, runner in peer_runs(problem, CHECK_NFE, x0)]
+    runs.append(("torchdiffeq-dopri5", "rtol=1e-8", lambda: run_dopri5(problem, 1e-8, x0)))
+    for peer, spacing, runner in runs:
         out = runner()
         if out is None:
             continue
-        if not torch.isfinite(out[0]).all():  # a configuration that fails on its own (see ``measure``)
-            converged.setdefault(peer, False)
-            continue
-        error = float((out[0] - reference).norm(dim=-1).mean()) / scale
-        if not error < tolerance:
-            raise RuntimeError(f"{peer} ({spacing}) at NFE {CHECK_NFE}: relative error {error:.2e} >= {tolerance}")
-        converged[peer] = True
-    failed = [peer for peer, ok in converged.items() if not ok]
+        finite = bool(torch.isfinite(out[0]).all())
+        error = float((out[0] - reference).norm(dim=-1).mean()) / scale if finite else math.inf
+        errors[f"{peer}@{spacing}"] = error
+        best[peer] = min(best.get(peer, math.inf), error)
+    failed = {peer: error for peer, error in best.items() if not error < tolerance}
     if failed:
-        raise RuntimeError(f"no configuration of {failed} gave finite samples at NFE {CHECK_NFE}")
-    error = float((run_dopri5(problem, 1e-8, x0)[0] - reference).norm(dim=-1).mean()) / scale
-    if not error < tolerance:
-        raise RuntimeError(f"torchdiffeq-dopri5 at rtol 1e-8: relative error {error:.2e} >= {tolerance}")
+        raise RuntimeError(f"peer adapters off the reference at NFE {CHECK_NFE} (relative error): {failed}")
+    return errors
 
 
 # ----------------------------------------------------------------------------------------------- tables
@@ -615,7 +620,9 @@ def run(seed: int = 0, table: str | None = None) -> list[BenchRecord]:
     floor = {}
     for name, (dim, n, pilot) in CASES.items():
         problem = make_problem(name, dim, n, pilot, seed)
-        check_adapters(problem)
+        off = {k: e for k, e in check_adapters(problem).items() if not e < 2e-3}
+        if off:
+            print(f"solvers bench: {name}: peer configurations off at NFE {CHECK_NFE}: {off}", file=sys.stderr)
         floor[name] = floors(problem)
         all_rows += measure(problem)
     if table is not None:

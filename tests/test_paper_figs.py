@@ -1,0 +1,43 @@
+"""The figure scripts run from a saved table and write the PNG and the netCDF they promise."""
+
+import importlib.util
+import math
+import os
+
+import pytest
+
+from validate.bench import solvers as bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "paper_figs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_solvers_error_vs_nfe_from_a_table(tmp_path):
+    xr = pytest.importorskip("xarray")
+    rows = [
+        bench.Row(case, method, nfe, "log_snr", nfe, peer, error / nfe, 0.2 + error / nfe, 0.03)
+        for case in ("gmm-2d", "gmm-64d")
+        for method, peer, error in (("UniPC-2", False, 1.0), ("UniPC-2/searched", False, 0.3), ("p", True, 2.0))
+        for nfe in (5, 10, 20)
+    ]
+    rows.append(bench.Row("gmm-2d", "q", 20, "x", 20, True, math.inf, math.inf, math.inf))  # failed peer
+    floor = {case: {"sliced_w2": 0.15, "mmd": 0.02} for case in ("gmm-2d", "gmm-64d")}
+    table = tmp_path / "in.nc"
+    bench.to_dataset(rows, floor).to_netcdf(table, engine="h5netcdf")
+    out = tmp_path / "figs"
+    assert _script("solvers_error_vs_nfe").main(["--out", str(out), "--table", str(table)]) == 0
+    png, nc = out / "solvers_error_vs_nfe.png", out / "solvers_error_vs_nfe.nc"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = xr.load_dataset(nc, engine="h5netcdf")
+    assert float(back.pathwise_error.sel(case="gmm-64d", solver="p", nfe=10)) == pytest.approx(0.2)
+
+
+def test_solvers_error_vs_nfe_refuses_a_missing_table(tmp_path):
+    with pytest.raises(SystemExit):
+        _script("solvers_error_vs_nfe").main(["--out", str(tmp_path), "--table", str(tmp_path / "none.nc")])
