@@ -47,6 +47,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     cases = list(ds.case.values)
     fig, axes = plt.subplots(2, len(cases), figsize=(6.5 * len(cases), 9), squeeze=False)
@@ -79,13 +80,15 @@ def plot(ds: xr.Dataset, path: str) -> None:
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xticks(ds.nfe.values, [str(v) for v in ds.nfe.values])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("NFE")
             ax.set_ylabel("mean |x - x_ref|" if metric == "pathwise_error" else "sliced W2 to target (floor grey)")
             ax.set_title(f"{case}: {metric.replace('_', ' ')}")
             ax.grid(True, which="both", alpha=0.3)
-    axes[0, -1].legend(fontsize=7, ncol=2, loc="lower left")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight"))
     plt.close(fig)
 
 
