@@ -87,7 +87,9 @@ class DiffusionView:
             return self.interpolant.posterior(t, x, **given)
         for name, value in given.items():
             check_same_shape(x, value, "x", name)
-        c = self._memoised("coefficients", t, lambda: self.interpolant.coefficients(t.reshape(1), x[:1]), x.ndim)
+        c = self._memoised(
+            "coefficients", t, lambda: self.interpolant.coefficients(t.reshape(1), x[:1]), x.ndim, x.dtype, x.device
+        )
         return self.interpolant._posterior_gaussian_base(t.reshape(1), x, c, given)
 
     def time_of(self, lam: Tensor) -> Tensor:
