@@ -117,6 +117,7 @@ class Trainer:
         *,
         coupling: Coupling | None = None,
         config: TrainConfig | None = None,
+        paired: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -136,6 +137,14 @@ class Trainer:
         self.module = nn.parallel.DistributedDataParallel(self.model) if self.world_size > 1 else self.model
         self.loss, self.coupling = loss, coupling or IndependentCoupling()
         self.sample_x0, self.sample_x1 = _source(x0, "x0"), _source(x1, "x1")
+        self.paired = paired
+        if paired:
+            # Rows of x0 and x1 are pairs (x0_i, x1_i) of a given coupling: draw the same rows from both.
+            if not (isinstance(x0, Tensor) and isinstance(x1, Tensor) and x0.shape[0] == x1.shape[0]):
+                raise ValueError("paired=True needs x0 and x1 as tensors with the same number of rows")
+            if coupling is not None:
+                raise ValueError("paired=True keeps the given pairs; do not pass a coupling")
+            self._pairs = (x0, x1)
         self.optimiser = torch.optim.AdamW(
             self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
         )
@@ -170,9 +179,15 @@ class Trainer:
         """
         n = self.config.batch_size
         # Data follow the model's device and floating dtype (a float64 sampler can feed a float32 network).
-        x0 = self.sample_x0(n, self.generator).to(self.device, self.dtype)
-        x1 = self.sample_x1(n, self.generator).to(self.device, self.dtype)
-        x0, x1 = self.coupling.pair(x0, x1, self.generator)
+        if self.paired:
+            data0, data1 = self._pairs
+            index = torch.randint(data0.shape[0], (n,), generator=self.generator, device=self.generator.device)
+            x0 = data0[index.to(data0.device)].to(self.device, self.dtype)
+            x1 = data1[index.to(data1.device)].to(self.device, self.dtype)
+        else:
+            x0 = self.sample_x0(n, self.generator).to(self.device, self.dtype)
+            x1 = self.sample_x1(n, self.generator).to(self.device, self.dtype)
+            x0, x1 = self.coupling.pair(x0, x1, self.generator)
         t = self.loss.sample_times(n, self.generator, dtype=x0.dtype, device=x0.device)
         z = None
         if self.loss.antithetic or not self.loss.interpolant.noise.is_zero:
