@@ -129,7 +129,8 @@ def monte_carlo_floor(
 
 
 def bures_wasserstein2(mean1: Tensor, cov1: Tensor, mean2: Tensor, cov2: Tensor) -> float:
-    r""":math:`BW_2^2 = |m_1-m_2|^2 + \operatorname{tr}(\Sigma_1 + \Sigma_2 - 2(\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2})^{1/2})`,
+    r""":math:`BW_2^2 = |m_1-m_2|^2
+    + \operatorname{tr}(\Sigma_1 + \Sigma_2 - 2(\Sigma_1^{1/2}\Sigma_2\Sigma_1^{1/2})^{1/2})`,
     the squared W2 distance between :math:`N(m_1, \Sigma_1)` and :math:`N(m_2, \Sigma_2)`."""
     dim = mean1.shape[-1]
     for name, cov in (("cov1", cov1), ("cov2", cov2)):

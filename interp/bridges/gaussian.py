@@ -15,7 +15,8 @@ The bridge from :math:`N(a, A)` to :math:`N(b, B)` on :math:`[0, 1]` for the lin
    reference's, :math:`-\Phi_1^\top V_1^{-1}` (:math:`-I/\epsilon` for Brownian) — the product form
    :math:`\pi = \varphi(x_0)\psi(x_1)p_{ref}(x_1\mid x_0)` of a Schrödinger plan.
 2. *Bridges.* Given the ends, :math:`X_t = P_t x_0 + K_t x_1 + \text{const} + \xi`, with
-   :math:`K_t = V_t\Phi_{1-t}^\top V_1^{-1}`, :math:`P_t = \Phi_t - K_t\Phi_1`, :math:`\xi \sim N(0, V_t - K_t\Phi_{1-t}V_t)`;
+   :math:`K_t = V_t\Phi_{1-t}^\top V_1^{-1}`, :math:`P_t = \Phi_t - K_t\Phi_1`,
+   :math:`\xi \sim N(0, V_t - K_t\Phi_{1-t}V_t)`;
    so :math:`\mu_t`, :math:`\Sigma_t` and :math:`\operatorname{Cov}(X_1, X_t)` are linear in the plan's moments.
 3. *Drift* (Doob's h-transform averaged over the end given the present):
    :math:`f(t,x) = Mx + c + \epsilon\Phi_{1-t}^\top V_{1-t}^{-1}(E[X_1\mid X_t = x] - \Phi_{1-t}x - r_{1-t})`.
@@ -37,7 +38,7 @@ from ..dynamics import SDE
 
 
 def _van_loan(drift_matrix: Tensor, offset: Tensor, epsilon: float, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r""":math:`\Phi_t`, :math:`r_t`, :math:`V_t` for each time in ``times`` (shapes ``(T, d, d)``, ``(T, d)``, ``(T, d, d)``)."""
+    r""":math:`\Phi_t`, :math:`r_t`, :math:`V_t` per time, shapes ``(T, d, d)``, ``(T, d)``, ``(T, d, d)``."""
     d = drift_matrix.shape[0]
     eye = torch.eye(d, dtype=drift_matrix.dtype, device=drift_matrix.device)
     block = torch.zeros(2 * d, 2 * d, dtype=drift_matrix.dtype, device=drift_matrix.device)
@@ -55,7 +56,8 @@ def _van_loan(drift_matrix: Tensor, offset: Tensor, epsilon: float, times: Tenso
 
 
 def brownian_plan_cross_covariance(cov0: Tensor, cov1: Tensor, epsilon: float) -> Tensor:
-    r""":math:`C = \operatorname{Cov}(X_0, X_1) = \tfrac12(A^{1/2}DA^{-1/2} - \epsilon I)`, :math:`D = (4A^{1/2}BA^{1/2} + \epsilon^2I)^{1/2}`:
+    r""":math:`C = \operatorname{Cov}(X_0, X_1) = \tfrac12(A^{1/2}DA^{-1/2} - \epsilon I)`,
+    :math:`D = (4A^{1/2}BA^{1/2} + \epsilon^2I)^{1/2}`:
     the entropic-OT (static Schrödinger) plan between :math:`N(\cdot, A)` and :math:`N(\cdot, B)` for the reference
     :math:`\sqrt{\epsilon}W`. Not symmetric in general. 1D, :math:`A = B = \epsilon = 1`: :math:`(\sqrt5 - 1)/2`."""
     eye = torch.eye(cov0.shape[-1], dtype=cov0.dtype, device=cov0.device)

@@ -100,7 +100,7 @@ class MixtureBridge:
         return self._moments
 
     def drift(self, t, x: Tensor) -> Tensor:
-        """:math:`\\epsilon\\nabla_x\\log\\sum_k w_k N(x; m_k, S_k + \\epsilon(1-t)I)` (``t`` scalar or ``(batch,)``)."""
+        """:math:`\\epsilon\\nabla_x\\log\\sum_k w_k N(x; m_k, S_k + \\epsilon(1-t)I)`, ``t`` scalar or ``(batch,)``."""
         check_batch(x, "x", dim=self.dim)
         t = as_tensor(t, "t", like=x)
         if t.ndim == 0:

@@ -172,7 +172,7 @@ class MultiMarginalBridge:
         return plan, float((plan * cost).sum() / plan.sum())
 
     def _bridges(self, flow: Tensor, end: Tensor, grid: Tensor, span: float, generator) -> Tensor:
-        """Paths from ``flow[0]`` to ``end``: the reference flow ``flow`` ``(G, n, d)`` plus a Brownian bridge
+        r"""Paths from ``flow[0]`` to ``end``: the reference flow ``flow`` ``(G, n, d)`` plus a Brownian bridge
         (:math:`\sigma`) from 0 to the residual ``end - flow[-1]`` — the small-noise linearisation of the reference
         bridge, exact for a Brownian reference."""
         s1 = grid[-1]
