@@ -5,7 +5,7 @@ The public API is what this module re-exports; submodules hold one concept each 
 
 __version__ = "0.1.0"
 
-from . import analytic, couplings, grids, losses, metrics, nets, schedules, solvers  # noqa: E402
+from . import analytic, bridges, couplings, grids, losses, metrics, nets, schedules, solvers  # noqa: E402
 from .brownian import BrownianPath  # noqa: E402
 from .dynamics import SDE, generative_sde  # noqa: E402
 from .integrate import NonFiniteStateError, integrate  # noqa: E402
@@ -22,6 +22,7 @@ __all__ = [
     "Trajectory",
     "__version__",
     "analytic",
+    "bridges",
     "couplings",
     "generative_sde",
     "grids",
