@@ -10,11 +10,11 @@ import argparse
 import sys
 import time
 
-from . import convergence, density, distributions, fast_solvers, learned
+from . import bridges, convergence, density, distributions, fast_solvers, learned
 from .records import format_table, write_json
 from .report import write_report
 
-SUITES = ("distribution", "convergence", "learned", "density", "solvers")
+SUITES = ("distribution", "convergence", "learned", "density", "solvers", "bridges")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         records += density.run(seed=args.seed)
     if "solvers" in suites:
         records += fast_solvers.run(seed=args.seed)
+    if "bridges" in suites:
+        records += bridges.run(seed=args.seed)
     print(format_table(records))
     print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
     if args.json:
