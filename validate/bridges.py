@@ -127,6 +127,7 @@ def _config(seed: int, steps: int = 2000) -> TrainConfig:
 
 
 def _sf2m(d: int, sigma: float, seed: int) -> SF2M:
+    torch.manual_seed(seed)  # network initialisation: same seed, same numbers whatever ran before
     return SF2M(MLP((d,), hidden=128, depth=3), MLP((d,), hidden=128, depth=3), sigma=sigma, config=_config(seed))
 
 
@@ -176,6 +177,7 @@ def dsbm_gaussian(seed: int) -> list[Record]:
     g = torch.Generator().manual_seed(seed)
     d = 2
     x0, x1 = torch.randn(10000, d, generator=g), torch.randn(10000, d, generator=g)
+    torch.manual_seed(seed)  # network initialisation
     model = DSBM(
         MLP((d,), hidden=128, depth=3),
         MLP((d,), hidden=128, depth=3),
