@@ -352,3 +352,17 @@ def test_vanilla_iteration_uses_brownian_bridges_between_entropic_pairs():
     mid = result.at(0.5, iteration=0)
     assert abs(float(mid.mean()) - 0.5) < 0.01 and float(mid.std()) < 0.02
     assert ot is not None
+
+
+def test_multimarginal_bridge_takes_uneven_times_and_different_counts():
+    g = torch.Generator().manual_seed(1)
+    snaps = [torch.randn(30, 2, generator=g), torch.randn(45, 2, generator=g) + 1, torch.randn(20, 2, generator=g) + 2]
+    times = [0.0, 0.3, 1.7]
+    result = MultiMarginalBridge(Linear(2), sigma=0.2, iterations=2, n_particles=50, progress=False).fit(
+        snaps, times, record_times=[1.0], generator=g
+    )
+    assert result.iterates.shape == (2, 4, 50, 2)
+    assert torch.isfinite(result.trajectories).all()
+    for k, t in enumerate(times):
+        assert torch.cdist(result.at(t), snaps[k]).min(dim=1).values.max() < 1e-6
+    assert {"matrix[0]", "offset[1]"} <= set(result.parameters[-1])
