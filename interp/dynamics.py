@@ -47,6 +47,18 @@ class SDE:
             raise TypeError("drift and diffusion must be callables (t, x) -> Tensor")
 
 
+def constant_noise_sde(drift: Field, scale: float) -> SDE:
+    r""":math:`dX = f(t, X)\,dt + \text{scale}\,dW`: additive noise of a constant scale, any state shape."""
+    scale = float(scale)
+    if not scale >= 0:
+        raise ValueError(f"scale must be >= 0; got {scale}")
+
+    def diffusion(t, x):
+        return torch.full((x.shape[0],) + (1,) * (x.ndim - 1), scale, dtype=x.dtype, device=x.device)
+
+    return SDE(drift, diffusion, additive=True)
+
+
 def _noise_scale_fn(noise_scale) -> NoiseScale:
     if callable(noise_scale):
         return noise_scale

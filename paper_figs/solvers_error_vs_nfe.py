@@ -33,13 +33,7 @@ NAME = "solvers_error_vs_nfe"
 def measure(seed: int) -> xr.Dataset:
     from validate.bench import solvers
 
-    rows, floor = [], {}
-    for name, (dim, n, pilot) in solvers.CASES.items():
-        problem = solvers.make_problem(name, dim, n, pilot, seed)
-        solvers.check_adapters(problem)
-        floor[name] = solvers.floors(problem)
-        rows += solvers.measure(problem)
-    return solvers.to_dataset(rows, floor)
+    return solvers.to_dataset(*solvers.measure_cases(seed))
 
 
 def plot(ds: xr.Dataset, path: str) -> None:

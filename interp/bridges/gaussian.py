@@ -34,7 +34,7 @@ from torch import Tensor
 from .._checks import as_tensor, check_batch, check_finite
 from .._linalg import symmetric_power
 from ..analytic.gaussian_mixture import cholesky_checked
-from ..dynamics import SDE
+from ..dynamics import SDE, constant_noise_sde
 
 
 def _van_loan(drift_matrix: Tensor, offset: Tensor, epsilon: float, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -214,12 +214,7 @@ class GaussianBridge:
     def sde(self) -> SDE:
         r"""The bridge SDE :math:`dX = f(t, X)\,dt + \sqrt{\epsilon}\,dW` (additive noise), to run from
         :math:`X_0 \sim N(a, A)` over a grid on :math:`[0, 1]`."""
-        scale = self.epsilon**0.5
-
-        def diffusion(t, x):
-            return torch.full((x.shape[0], 1), scale, dtype=x.dtype, device=x.device)
-
-        return SDE(self.drift, diffusion, additive=True)
+        return constant_noise_sde(self.drift, self.epsilon**0.5)
 
 
 def _gaussian_samples(n: int, mean: Tensor, cov: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .._checks import time_column
 from ..couplings import Coupling, EntropicOTCoupling, IndependentCoupling
-from ..dynamics import SDE
+from ..dynamics import SDE, constant_noise_sde
 from ..integrate import integrate
 from ..interpolants import Interpolant
 from ..losses import InterpolantLoss, Parameterisation
@@ -87,13 +87,6 @@ class FlowScoreLoss:
         return (flow_residual + self.score_weight * score_residual).mean()
 
 
-def _sde(drift, sigma: float) -> SDE:
-    def diffusion(t, x):
-        return torch.full((x.shape[0],) + (1,) * (x.ndim - 1), sigma, dtype=x.dtype, device=x.device)
-
-    return SDE(drift, diffusion, additive=True)
-
-
 class SF2M:
     """Simulation-free score and flow matching for the Schrödinger bridge with reference :math:`\\sigma W`.
 
@@ -151,7 +144,7 @@ class SF2M:
 
     def sde(self) -> SDE:
         """:math:`dX = [v + \\tfrac{\\sigma^2}{2}s]\\,dt + \\sigma\\,dW`."""
-        return _sde(self.drift, self.sigma)
+        return constant_noise_sde(self.drift, self.sigma)
 
     @torch.no_grad()
     def sample(self, x0: Tensor, steps: int = 100, *, generator=None, record=False, ode: bool = False) -> Trajectory:
@@ -225,9 +218,9 @@ class DSBM:
         grid = torch.linspace(0.0, 1.0, self.steps + 1, dtype=torch.float64)
         if backward:
             # Reversed time u = 1 - t: dY = backward_drift(1 - u, Y) du + sigma dW, u: 0 -> 1.
-            sde = _sde(lambda u, y: self.backward_drift(1 - u, y), self.sigma)
+            sde = constant_noise_sde(lambda u, y: self.backward_drift(1 - u, y), self.sigma)
         else:
-            sde = _sde(self.forward_drift, self.sigma)
+            sde = constant_noise_sde(self.forward_drift, self.sigma)
         return integrate(sde, x, grid, EulerMaruyama(), generator=generator, progress=False).final
 
     def fit(self, x0: Tensor, x1: Tensor, *, generator: torch.Generator | None = None) -> list[dict]:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from .._checks import as_tensor, check_batch
 from ..analytic.gaussian_mixture import GaussianMixture, cholesky_checked
-from ..dynamics import SDE
+from ..dynamics import SDE, constant_noise_sde
 
 
 class MixtureBridge:
@@ -49,6 +49,7 @@ class MixtureBridge:
         self._cond_chol = cholesky_checked(self._cond_cov, "conditional covariance")
         self._cond_offset = (self._cond_cov @ (precision @ potential.means[..., None]))[..., 0]  # Lambda_k S_k^-1 m_k
         self._moments: tuple[Tensor, Tensor] | None = None
+        self._plan_weights = self._smoothed(self.epsilon)  # Z(x) as a mixture: the component weights given x
 
     def __repr__(self) -> str:
         return f"MixtureBridge(dim={self.dim}, epsilon={self.epsilon}, components={self.potential.n_components})"
@@ -62,7 +63,7 @@ class MixtureBridge:
         """One draw of :math:`y \\sim \\pi(\\cdot \\mid x)` for each row of ``x``."""
         check_batch(x, "x", dim=self.dim)
         xd = x.to(self.potential.means.dtype)
-        weights = self._smoothed(self.epsilon).responsibilities(xd)
+        weights = self._plan_weights.responsibilities(xd)
         device = generator.device if generator is not None else x.device
         k = torch.multinomial(weights.to(device), 1, generator=generator).reshape(-1).to(x.device)
         means = self._cond_offset[k] + (self._cond_cov[k] @ xd[..., None])[..., 0] / self.epsilon
@@ -89,7 +90,7 @@ class MixtureBridge:
             while done < n:
                 m = min(50_000, n - done)
                 x = self.source.sample(m, generator)
-                weights = self._smoothed(self.epsilon).responsibilities(x)  # (m, K)
+                weights = self._plan_weights.responsibilities(x)  # (m, K)
                 means = self._cond_offset + torch.einsum("kij,mj->mki", self._cond_cov, x) / self.epsilon
                 total_mean += torch.einsum("mk,mki->i", weights, means)
                 second = torch.einsum("mk,mki,mkj->ij", weights, means, means)
@@ -116,12 +117,7 @@ class MixtureBridge:
 
     def sde(self) -> SDE:
         """The bridge SDE :math:`dX = f(t, X)\\,dt + \\sqrt{\\epsilon}\\,dW`, from :math:`X_0 \\sim p_0`."""
-        scale = math.sqrt(self.epsilon)
-
-        def diffusion(t, x):
-            return torch.full((x.shape[0], 1), scale, dtype=x.dtype, device=x.device)
-
-        return SDE(self.drift, diffusion, additive=True)
+        return constant_noise_sde(self.drift, math.sqrt(self.epsilon))
 
 
 def mixture_benchmark(dim: int, epsilon: float, *, n_components: int = 5, seed: int = 0) -> MixtureBridge:

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..dynamics import SDE
+from ..dynamics import constant_noise_sde
 from ..integrate import integrate
 from ..results import write_netcdf
 from ..solvers import RK4, EulerMaruyama
@@ -191,17 +191,13 @@ class MultiMarginalBridge:
         bridge, exact for a Brownian reference."""
         s1 = grid[-1]
         residual = end - flow[-1]
-        scale = self.sigma * span**0.5
 
         def pull(s, z):
             return (residual - z) / (s1 - s)
 
-        def diffusion(s, z):
-            return torch.full((z.shape[0], 1), scale, dtype=z.dtype, device=z.device)
-
         with torch.no_grad():
             noise = integrate(
-                SDE(pull, diffusion, additive=True),
+                constant_noise_sde(pull, self.sigma * span**0.5),
                 torch.zeros_like(end),
                 grid,
                 EulerMaruyama(),

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import as_tensor
-from ..dynamics import SDE
+from ..dynamics import SDE, constant_noise_sde
 from ..integrate import integrate
 from ..solvers import EulerMaruyama
 from ..solvers.base import SDESolver
@@ -63,15 +63,7 @@ def interval_grid(s0: float, s1: float, span: float, steps_per_unit: float) -> T
 
 def time_scaled_sde(reference: Callable[[Tensor], Tensor], sigma: float, span: float) -> SDE:
     r""":math:`dX = T\,b(X)\,ds + \sigma\sqrt T\,dW_s` on normalised time for a time-homogeneous drift ``reference``."""
-    scale = sigma * math.sqrt(span)
-
-    def drift(s, x):
-        return span * reference(x)
-
-    def diffusion(s, x):
-        return torch.full((x.shape[0], 1), scale, dtype=x.dtype, device=x.device)
-
-    return SDE(drift, diffusion, additive=True)
+    return constant_noise_sde(lambda s, x: span * reference(x), sigma * math.sqrt(span))
 
 
 @torch.no_grad()

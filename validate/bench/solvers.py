@@ -378,7 +378,11 @@ def peer_runs(problem: Problem, nfe: int, x0=None):
         yield "torchdiffeq-rk4", spacing, lambda s=spacing: run_rk4(problem, s, nfe, x0)
 
 
-def check_adapters(problem: Problem, tolerance: float = 2e-3) -> dict[str, float]:
+ADAPTER_TOLERANCE = 2e-3
+"""Largest relative error a peer adapter may have against the reference solution at ``CHECK_NFE``."""
+
+
+def check_adapters(problem: Problem, tolerance: float = ADAPTER_TOLERANCE) -> dict[str, float]:
     """Each peer adapter must converge to the tight reference at a large NFE in at least one of its configurations
     (a wrong schedule mapping or model convention would fail them all); raises ``RuntimeError`` naming the peer
     otherwise. Returns the relative error of every configuration: some fail on their own (diffusers' Karras and
@@ -621,16 +625,23 @@ def overhead_records(seed: int, batch: int = 4096, nfe: int = 20, repeats: int =
 # ----------------------------------------------------------------------------------------------- entry
 
 
-def run(seed: int = 0, table: str | None = None) -> list[BenchRecord]:
-    all_rows: list[Row] = []
+def measure_cases(seed: int) -> tuple[list[Row], dict[str, dict[str, float]]]:
+    """Every case of :data:`CASES`: adapters checked (a peer off by more than ``ADAPTER_TOLERANCE`` is reported),
+    Monte-Carlo floors, and the measured rows. Shared by :func:`run` and the figure script."""
+    rows: list[Row] = []
     floor = {}
     for name, (dim, n, pilot) in CASES.items():
         problem = make_problem(name, dim, n, pilot, seed)
-        off = {k: e for k, e in check_adapters(problem).items() if not e < 2e-3}
+        off = {k: e for k, e in check_adapters(problem).items() if not e < ADAPTER_TOLERANCE}
         if off:
             print(f"solvers bench: {name}: peer configurations off at NFE {CHECK_NFE}: {off}", file=sys.stderr)
         floor[name] = floors(problem)
-        all_rows += measure(problem)
+        rows += measure(problem)
+    return rows, floor
+
+
+def run(seed: int = 0, table: str | None = None) -> list[BenchRecord]:
+    all_rows, floor = measure_cases(seed)
     if table is not None:
         from interp._files import write_atomically
 
