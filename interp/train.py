@@ -99,6 +99,12 @@ def _source(data, name: str) -> Sampler:
     raise TypeError(f"{name} must be a sampler (n, generator) -> Tensor or a data tensor; got {type(data).__name__}")
 
 
+def _needs_noise(loss) -> bool:
+    """Whether ``loss`` takes Gaussian noise ``z``: its ``needs_noise`` attribute, else its interpolant's γ ≠ 0."""
+    needs = getattr(loss, "needs_noise", None)
+    return bool(needs) if needs is not None else not loss.interpolant.noise.is_zero
+
+
 class Trainer:
     """Fits ``model`` to ``loss`` on pairs drawn from ``x0`` and ``x1``.
 
@@ -190,7 +196,7 @@ class Trainer:
             x0, x1 = self.coupling.pair(x0, x1, self.generator)
         t = self.loss.sample_times(n, self.generator, dtype=x0.dtype, device=x0.device)
         z = None
-        if self.loss.antithetic or not self.loss.interpolant.noise.is_zero:
+        if self.loss.antithetic or _needs_noise(self.loss):
             z = torch.randn(x0.shape, generator=self.generator, dtype=x0.dtype, device=self.generator.device)
             z = z.to(self.device)
         part = slice(self.rank * n // self.world_size, (self.rank + 1) * n // self.world_size)

@@ -9,6 +9,7 @@ with iterative reference refinement, reference dynamics and snapshot simulators.
 | ``references`` | drifts to refine: Brownian, linear, Lotka–Volterra, repressilator, double well, gradient field |
 | ``snapshots`` | snapshot checks and :func:`simulate_snapshots` |
 | ``multimarginal`` | :class:`MultiMarginalBridge` and its xarray-ready :class:`MultiMarginalResult` |
+| ``snapshot_matching`` | :class:`SnapshotMatching`: OT-CFM / [SF]²M, one field through several snapshots |
 """
 
 from .gaussian import GaussianBridge, brownian_plan_cross_covariance
@@ -25,11 +26,14 @@ from .references import (
     Repressilator,
     fit_reference,
 )
+from .snapshot_matching import SnapshotMatching, SnapshotMatchingLoss
 from .snapshots import check_snapshots, simulate_snapshots
 
 __all__ = [
     "DSBM",
     "SF2M",
+    "SnapshotMatching",
+    "SnapshotMatchingLoss",
     "Brownian",
     "DoubleWell",
     "FlowAndScore",
