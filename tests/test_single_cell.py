@@ -129,6 +129,11 @@ def _bad_inputs(tmp_path):
     fake = tmp_path / "fake.h5ad"
     fake.write_text("not an hdf5 file")
     paths["fake"] = (fake, "not an AnnData .h5ad file")
+    import h5py
+
+    with h5py.File(tmp_path / "plain.h5ad", "w") as f:  # HDF5, but not AnnData's layout
+        f["data"] = np.zeros((3, 3))
+    paths["plain"] = (tmp_path / "plain.h5ad", "not an AnnData .h5ad file")
     (tmp_path / "short.csv").write_text("day,g1\n0,1\n1,2\n")
     paths["csv"] = (tmp_path / "short.csv", "at least three time points")
     (tmp_path / "words.csv").write_text("day,g1\n0,a\n1,2\n2,3\n")
@@ -155,6 +160,9 @@ def test_bad_input_ends_with_a_clear_error_and_writes_nothing(tmp_path):
         main(["--methods", "ot-cfm,magic"])
     with pytest.raises(SystemExit, match="steps must be a positive integer"):
         main(["--dataset", str(tmp_path / "words.csv"), "--steps", "0"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="no CUDA device"):
+            main(["--dataset", str(tmp_path / "words.csv"), "--device", "cuda"])
 
 
 def test_numeric_times_accept_numeric_strings_and_categories():

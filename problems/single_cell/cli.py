@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding", help="'pca' (normalise, log1p, top genes, PCA), 'raw', or 'obsm:KEY'")
     p.add_argument("--dims", type=int, default=5, help="PCA dimension (default 5)")
     p.add_argument("--top-genes", type=int, default=2000, help="highest-variance genes kept before PCA")
-    p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list from {','.join(ALL_METHODS)}")
+    p.add_argument(
+        "--methods", help=f"comma list from {','.join(ALL_METHODS)} (default: all; torchcfm where it is installed)"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of every trained method")
     p.add_argument("--batch", type=int, default=256)
@@ -74,10 +77,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.methods is None:
+        methods = list(ALL_METHODS)
+        if find_spec("torchcfm") is None:
+            methods.remove("torchcfm")
+            print("torchcfm is not installed (pip install --no-deps torchcfm): the peer is left out", file=sys.stderr)
+    else:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown or not methods:
         raise SystemExit(f"--methods: unknown {unknown}; choose from {','.join(ALL_METHODS)}")
+    if "torchcfm" in methods and find_spec("torchcfm") is None:
+        raise SystemExit("--methods torchcfm: the peer is not installed (pip install --no-deps torchcfm)")
     config = MethodConfig(
         width=args.width,
         depth=args.depth,
