@@ -10,11 +10,11 @@ import argparse
 import sys
 import time
 
-from . import bridges, convergence, density, distributions, fast_solvers, learned
+from . import bridges, convergence, density, distributions, fast_solvers, learned, trajectories
 from .records import format_table, write_json
 from .report import write_report
 
-SUITES = ("distribution", "convergence", "learned", "density", "solvers", "bridges")
+SUITES = ("distribution", "convergence", "learned", "density", "solvers", "bridges", "trajectories")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         records += fast_solvers.run(seed=args.seed)
     if "bridges" in suites:
         records += bridges.run(seed=args.seed)
+    if "trajectories" in suites:
+        records += trajectories.run(seed=args.seed)
     print(format_table(records))
     print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
     if args.json:
