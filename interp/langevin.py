@@ -1,0 +1,328 @@
+r"""Langevin kernels: ULA, MALA, underdamped Langevin (BAOAB, OBABO), annealed Langevin with a score field.
+
+Each kernel is a small object with ``init(target, x) -> state`` and ``step(target, state, generator) -> state``
+over immutable state records (STYLE.md §3); :func:`run_chains` is the one driver (recording, thinning, progress,
+non-finite guard) and returns :class:`Chains`, whose ``to_xarray()`` has dims ``(chain, draw, dim)`` — the layout
+ArviZ reads, so ``arviz.ess(chains.to_xarray())`` gives effective sample sizes.
+
+Targets are :class:`LangevinTarget`: a log-density (its gradient by autograd) and/or a score
+:math:`\nabla\log\pi`; :func:`as_target` accepts a callable log-density or any object with ``log_density`` (and
+optionally ``score``) methods, such as :class:`~interp.analytic.GaussianMixture` and the 2-D targets.
+
+* **ULA** (Roberts & Tweedie 1996): :math:`x \leftarrow x + h\nabla\log\pi(x) + \sqrt{2h}\,\xi`; biased at
+  :math:`O(h)` (on :math:`N(0, s^2)` its stationary variance is :math:`s^2/(1 - h/(2s^2))`).
+* **MALA** (Roberts & Tweedie 1996): the ULA proposal with a Metropolis–Hastings test; unbiased.
+* **Underdamped** (unit mass and temperature): :math:`dx = v\,dt`,
+  :math:`dv = \nabla\log\pi\,dt - \gamma v\,dt + \sqrt{2\gamma}\,dW`, split as BAOAB or OBABO
+  (Leimkuhler & Matthews 2013): B a half kick, A a half drift, O the exact Ornstein–Uhlenbeck velocity update.
+  BAOAB has weak order 2 for configurational averages and samples a Gaussian target's configuration exactly.
+* **Annealed Langevin** (Song & Ermon 2019; the corrector of Song et al. 2021): Langevin steps on
+  :math:`s(x, \sigma_k)` for decreasing noise levels with step :math:`2(r|\xi|/|s|)^2`, norms averaged over the
+  chains (ALGORITHMS.md §6).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+import xarray as xr
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .integrate import NonFiniteStateError
+
+__all__ = [
+    "BAOAB",
+    "MALA",
+    "OBABO",
+    "ULA",
+    "AnnealedLangevin",
+    "Chains",
+    "LangevinState",
+    "LangevinTarget",
+    "as_target",
+    "run_chains",
+]
+
+
+@dataclass(frozen=True)
+class LangevinTarget:
+    """A target :math:`\\pi` on ``(chains, dim)`` states: ``log_density`` ``(chains,)`` (unnormalised is fine) and/or
+    ``score`` :math:`\\nabla\\log\\pi` ``(chains, dim)``; a missing score comes from the log-density by autograd."""
+
+    log_density: Callable[[Tensor], Tensor] | None = None
+    score: Callable[[Tensor], Tensor] | None = None
+
+    def __post_init__(self):
+        if self.log_density is None and self.score is None:
+            raise ValueError("a Langevin target needs a log_density or a score")
+
+    def value_and_score(self, x: Tensor, *, need_value: bool) -> tuple[Tensor | None, Tensor]:
+        """``(log π(x) or None, ∇log π(x))``, each checked for shape."""
+        if self.score is not None:
+            value = self._value(x) if need_value else None
+            grad = self.score(x)
+        else:
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                value = self._value(xg)
+                if not value.requires_grad:
+                    raise TypeError("the log-density does not depend on x through autograd: pass score= instead")
+                (grad,) = torch.autograd.grad(value.sum(), xg)
+            value = value.detach()
+        if grad.shape != x.shape:
+            raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(grad.shape)}")
+        return value, grad.detach()
+
+    def _value(self, x: Tensor) -> Tensor:
+        if self.log_density is None:
+            raise ValueError("this kernel needs the target's log-density (Metropolis test); give log_density=")
+        value = self.log_density(x)
+        if value.shape != x.shape[:1]:
+            raise ValueError(f"log_density must return shape (chains,) {tuple(x.shape[:1])}; got {tuple(value.shape)}")
+        return value
+
+
+def as_target(target=None, *, log_density=None, score=None) -> LangevinTarget:
+    """A :class:`LangevinTarget` from a callable log-density, an object with ``log_density`` (and optionally
+    ``score``) methods, or the keyword functions."""
+    if isinstance(target, LangevinTarget):
+        return target
+    if target is not None:
+        if hasattr(target, "log_density"):
+            log_density = log_density or target.log_density
+            score = score or getattr(target, "score", None)
+        elif callable(target):
+            log_density = log_density or target
+        else:
+            raise TypeError(f"target must be a log-density callable or have .log_density; got {type(target).__name__}")
+    return LangevinTarget(log_density, score)
+
+
+@dataclass(frozen=True)
+class LangevinState:
+    """One step's chains: ``x`` ``(chains, dim)``, ``log_density`` ``(chains,)`` or ``None``, ``score`` at ``x``,
+    velocity ``v`` (underdamped kernels), per-chain ``accepted`` counts (MALA) and the number of ``steps`` taken."""
+
+    x: Tensor
+    score: Tensor
+    log_density: Tensor | None = None
+    v: Tensor | None = None
+    accepted: Tensor | None = None
+    steps: int = 0
+
+
+def _positive(name: str, value: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite; got {value}")
+    return value
+
+
+def _check_state(x: Tensor) -> Tensor:
+    if not isinstance(x, Tensor) or x.ndim != 2:
+        raise ValueError(f"chains must be a (chains, dim) tensor; got {getattr(x, 'shape', type(x).__name__)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("the initial chains are not finite")
+    return x
+
+
+def _noise(x: Tensor, generator) -> Tensor:
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
+
+
+class _Kernel:
+    needs_log_density = False
+
+    def init(self, target: LangevinTarget, x: Tensor, generator=None) -> LangevinState:
+        x = _check_state(x)
+        value, grad = target.value_and_score(x, need_value=self.needs_log_density)
+        if value is not None and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"the log-density is not finite at {bad} starting chains: start inside the support")
+        if not torch.isfinite(grad).all():
+            raise ValueError("the score is not finite at the starting chains")
+        return LangevinState(x=x, score=grad, log_density=value, steps=0)
+
+
+class ULA(_Kernel):
+    """Unadjusted Langevin: :math:`x + h\\nabla\\log\\pi(x) + \\sqrt{2h}\\,\\xi` (step ``h``)."""
+
+    def __init__(self, step_size: float):
+        self.step_size = _positive("step_size", step_size)
+
+    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
+        h = self.step_size
+        x = state.x + h * state.score + math.sqrt(2 * h) * _noise(state.x, generator)
+        value, grad = target.value_and_score(x, need_value=False)
+        return replace(state, x=x, score=grad, log_density=value, steps=state.steps + 1)
+
+
+class MALA(_Kernel):
+    """Metropolis-adjusted Langevin: the ULA proposal accepted with probability
+    :math:`\\min(1, \\pi(y)q(x|y)/(\\pi(x)q(y|x)))`, :math:`q(y|x) = N(y; x + h\\nabla\\log\\pi(x), 2hI)`."""
+
+    needs_log_density = True
+
+    def __init__(self, step_size: float):
+        self.step_size = _positive("step_size", step_size)
+
+    def init(self, target, x, generator=None):
+        state = super().init(target, x)
+        return replace(state, accepted=torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
+
+    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
+        h, x = self.step_size, state.x
+        y = x + h * state.score + math.sqrt(2 * h) * _noise(x, generator)
+        value_y, grad_y = target.value_and_score(y, need_value=True)
+        forward = -((y - x - h * state.score) ** 2).sum(dim=1) / (4 * h)
+        backward = -((x - y - h * grad_y) ** 2).sum(dim=1) / (4 * h)
+        log_ratio = value_y - state.log_density + backward - forward
+        log_ratio = torch.where(torch.isfinite(value_y) & torch.isfinite(grad_y).all(dim=1), log_ratio, -math.inf)
+        device = generator.device if generator is not None else x.device
+        u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=device).to(x.device)
+        accept = torch.log(u) < log_ratio
+        keep = accept[:, None]
+        return replace(
+            state,
+            x=torch.where(keep, y, x),
+            score=torch.where(keep, grad_y, state.score),
+            log_density=torch.where(accept, value_y, state.log_density),
+            accepted=state.accepted + accept.long(),
+            steps=state.steps + 1,
+        )
+
+
+class _Underdamped(_Kernel):
+    def __init__(self, step_size: float, friction: float = 1.0):
+        self.step_size = _positive("step_size", step_size)
+        self.friction = _positive("friction", friction)
+
+    def init(self, target, x, generator=None):
+        state = super().init(target, x)
+        return replace(state, v=_noise(state.x, generator))  # the velocity starts at its stationary N(0, I)
+
+    def _ou(self, v: Tensor, dt: float, generator) -> Tensor:
+        c = math.exp(-self.friction * dt)
+        return c * v + math.sqrt(1 - c * c) * _noise(v, generator)
+
+    def _kick(self, target, x, v, grad, dt):
+        return v + dt * grad
+
+
+class BAOAB(_Underdamped):
+    """Underdamped Langevin by B (h/2 kick) A (h/2 drift) O (exact OU over h) A B; one score per step."""
+
+    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
+        h = self.step_size
+        v = state.v + 0.5 * h * state.score
+        x = state.x + 0.5 * h * v
+        v = self._ou(v, h, generator)
+        x = x + 0.5 * h * v
+        _, grad = target.value_and_score(x, need_value=False)
+        v = v + 0.5 * h * grad
+        return replace(state, x=x, v=v, score=grad, log_density=None, steps=state.steps + 1)
+
+
+class OBABO(_Underdamped):
+    """Underdamped Langevin by O (OU over h/2) B (h/2 kick) A (h drift) B O; one score per step."""
+
+    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
+        h = self.step_size
+        v = self._ou(state.v, 0.5 * h, generator)
+        v = v + 0.5 * h * state.score
+        x = state.x + h * v
+        _, grad = target.value_and_score(x, need_value=False)
+        v = v + 0.5 * h * grad
+        v = self._ou(v, 0.5 * h, generator)
+        return replace(state, x=x, v=v, score=grad, log_density=None, steps=state.steps + 1)
+
+
+class AnnealedLangevin:
+    """Annealed Langevin dynamics with a noise-conditional score ``score(x, sigma)`` (Song & Ermon 2019):
+    ``steps_per_level`` Langevin steps at each of the decreasing ``noise_levels``, step size
+    :math:`2(r\\,\\overline{|\\xi|}/\\overline{|s|})^2` with the norms averaged over the chains (the
+    predictor–corrector's corrector, Song et al. 2021, ``snr`` = r)."""
+
+    def __init__(self, noise_levels: Sequence[float], steps_per_level: int = 10, snr: float = 0.16):
+        levels = [float(s) for s in noise_levels]
+        if not levels or any(not (math.isfinite(s) and s > 0) for s in levels):
+            raise ValueError(f"noise_levels must be positive and finite; got {levels}")
+        if any(b > a for a, b in zip(levels[:-1], levels[1:], strict=False)):
+            raise ValueError("noise_levels must decrease")
+        if not (isinstance(steps_per_level, int) and steps_per_level >= 1):
+            raise ValueError(f"steps_per_level must be a positive integer; got {steps_per_level!r}")
+        self.noise_levels, self.steps_per_level, self.snr = levels, steps_per_level, _positive("snr", snr)
+
+    def sample(self, score: Callable[[Tensor, float], Tensor], x: Tensor, generator=None) -> Tensor:
+        """Run every level on ``x`` ``(chains, dim)``; returns the final chains."""
+        x = _check_state(x)
+        for sigma in self.noise_levels:
+            for _ in range(self.steps_per_level):
+                s = score(x, sigma)
+                if s.shape != x.shape:
+                    raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(s.shape)}")
+                z = _noise(x, generator)
+                # norms averaged over the chains, as in Song et al.'s corrector: a per-chain ratio blows up at a
+                # chain sitting on a mode, where |s| -> 0
+                grad_norm = s.flatten(1).norm(dim=1).mean().clamp_min(torch.finfo(x.dtype).tiny)
+                eps = 2 * (self.snr * z.flatten(1).norm(dim=1).mean() / grad_norm) ** 2
+                x = x + eps * s + torch.sqrt(2 * eps) * z
+                if not torch.isfinite(x).all():
+                    raise FloatingPointError(f"annealed Langevin: non-finite chains at noise level {sigma}")
+        return x
+
+
+@dataclass
+class Chains:
+    """Recorded draws ``(chain, draw, dim)``, MALA acceptance rate per chain, the kernel's settings."""
+
+    draws: Tensor
+    acceptance: Tensor | None
+    kernel: str
+    settings: dict = field(default_factory=dict)
+
+    def to_xarray(self) -> xr.Dataset:
+        data = {"x": (("chain", "draw", "dim"), self.draws.detach().cpu().numpy())}
+        if self.acceptance is not None:
+            data["acceptance"] = (("chain",), self.acceptance.detach().cpu().numpy())
+        return xr.Dataset(data, attrs={"kernel": self.kernel, **{k: v for k, v in self.settings.items()}})
+
+
+def run_chains(
+    kernel,
+    target,
+    x0: Tensor,
+    n_steps: int,
+    *,
+    generator: torch.Generator | None = None,
+    burn_in: int = 0,
+    thin: int = 1,
+    progress: bool = True,
+) -> Chains:
+    """Run ``kernel`` for ``n_steps`` from ``x0`` ``(chains, dim)``; keep every ``thin``-th state after ``burn_in``.
+
+    Raises :class:`~interp.integrate.NonFiniteStateError` naming the step when a chain leaves the finite states.
+    """
+    target = as_target(target)
+    for name, value, low in (("n_steps", n_steps, 1), ("burn_in", burn_in, 0), ("thin", thin, 1)):
+        if not (isinstance(value, int) and value >= low):
+            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    if burn_in >= n_steps:
+        raise ValueError(f"burn_in ({burn_in}) must be below n_steps ({n_steps})")
+    state = kernel.init(target, x0, generator)
+    kept = []
+    for k in tqdm(range(1, n_steps + 1), desc=type(kernel).__name__, disable=None if progress else True):
+        state = kernel.step(target, state, generator)
+        if not torch.isfinite(state.x).all():
+            raise NonFiniteStateError(k, k * kernel.step_size, f"{type(kernel).__name__} (reduce step_size)")
+        if k > burn_in and (k - burn_in) % thin == 0:
+            kept.append(state.x)
+    acceptance = state.accepted.to(x0.dtype) / n_steps if state.accepted is not None else None
+    settings = {name: getattr(kernel, name) for name in ("step_size", "friction") if hasattr(kernel, name)}
+    settings.update(n_steps=n_steps, burn_in=burn_in, thin=thin)
+    return Chains(torch.stack(kept, dim=1), acceptance, type(kernel).__name__, settings)

@@ -1,0 +1,136 @@
+"""Langevin kernels against closed forms: ULA's known stationary bias, MALA's exactness, BAOAB's exact configuration
+on a Gaussian, OBABO's known configurational variance, annealed Langevin on smoothed Gaussians; bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from interp.analytic import GaussianMixture
+from interp.integrate import NonFiniteStateError
+from interp.langevin import BAOAB, MALA, OBABO, ULA, AnnealedLangevin, LangevinTarget, as_target, run_chains
+
+SCALES = torch.tensor([1.0, 2.0])  # target N(0, diag(SCALES^2))
+
+
+def _gaussian():
+    return LangevinTarget(log_density=lambda x: -0.5 * (x / SCALES).pow(2).sum(dim=1))
+
+
+def _stationary_variance(kernel, seed, chains=4000, steps=300, burn_in=100):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(chains, 2, generator=g) * SCALES
+    out = run_chains(kernel, _gaussian(), x0, steps, generator=g, burn_in=burn_in, thin=20, progress=False)
+    draws = out.draws  # (chain, draw, dim); draws 20 steps apart are close to independent at these step sizes
+    # the standard error of a variance from n independent N(0, v) draws is v sqrt(2/n); the budget is 5 of them
+    n = draws.shape[0] * draws.shape[1]
+    return draws.pow(2).mean(dim=(0, 1)), 5 * math.sqrt(2 / n), out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ula_has_its_known_first_order_stationary_bias(seed):
+    h = 0.4
+    variance, budget, _ = _stationary_variance(ULA(h), seed)
+    s2 = SCALES**2
+    expected = s2 / (1 - h / (2 * s2))  # stationary variance of x <- (1 - h/s^2) x + sqrt(2h) xi
+    assert torch.all((variance / expected - 1).abs() < budget)
+    assert (variance[0] / s2[0] - 1) > 0.2  # the bias is there (0.25 at h = 0.4, s = 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mala_removes_the_bias_at_the_same_step(seed):
+    variance, budget, out = _stationary_variance(MALA(0.4), seed)
+    assert torch.all((variance / SCALES**2 - 1).abs() < budget)
+    assert 0.5 < float(out.acceptance.mean()) < 1.0
+    assert out.to_xarray()["acceptance"].dims == ("chain",)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_baoab_samples_a_gaussian_configuration_exactly(seed):
+    # Leimkuhler & Matthews 2013: BAOAB's configurational marginal is exact for harmonic forces at any stable step
+    variance, budget, _ = _stationary_variance(BAOAB(0.8, friction=1.0), seed)
+    assert torch.all((variance / SCALES**2 - 1).abs() < budget)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_obabo_has_the_verlet_configurational_bias(seed):
+    h = 0.8
+    variance, budget, _ = _stationary_variance(OBABO(h, friction=1.0), seed)
+    s2 = SCALES**2
+    expected = s2 / (1 - h**2 / (4 * s2))  # velocity Verlet preserves v^2 + (1 - h^2 w^2 / 4) w^2 x^2, w = 1/s
+    assert torch.all((variance / expected - 1).abs() < budget)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mala_reproduces_the_moments_of_a_gaussian_mixture(seed):
+    means = torch.tensor([[-1.0, 0.0], [1.0, 0.5]])
+    mixture = GaussianMixture(torch.tensor([0.3, 0.7]), means, torch.tensor([0.8, 0.6]))
+    g = torch.Generator().manual_seed(seed)
+    x0 = mixture.sample(2000, g)  # start at the target: the check is that MALA keeps it
+    out = run_chains(MALA(0.3), mixture, x0, 200, generator=g, burn_in=50, thin=50, progress=False)
+    draws = out.draws.reshape(-1, 2)
+    cov = mixture.covariance()
+    se = (torch.diagonal(cov) / draws.shape[0]).sqrt()
+    assert torch.all((draws.mean(0) - mixture.mean()).abs() < 5 * se)
+    assert torch.allclose(torch.cov(draws.T), cov, atol=0.08)
+
+
+def test_annealed_langevin_ends_near_the_least_smoothed_target():
+    m, s2 = torch.tensor([1.0, -2.0]), 0.5
+
+    def score(x, sigma):  # noise-conditional score of N(m, s2 I) smoothed by N(0, sigma^2 I)
+        return -(x - m) / (s2 + sigma**2)
+
+    levels = torch.logspace(1, -2, 30).tolist()
+    for seed in (0, 1, 2):
+        g = torch.Generator().manual_seed(seed)
+        x = AnnealedLangevin(levels, steps_per_level=20).sample(score, 10 * torch.randn(4000, 2, generator=g), g)
+        assert torch.linalg.norm(x.mean(0) - m) < 0.1
+        assert torch.allclose(x.var(0), torch.full((2,), s2 + levels[-1] ** 2), rtol=0.12)
+
+
+def test_kernels_and_driver_reject_bad_input():
+    target = _gaussian()
+    x = torch.zeros(5, 2)
+    for bad in (0.0, -1.0, math.inf):
+        with pytest.raises(ValueError, match="step_size"):
+            ULA(bad)
+    with pytest.raises(ValueError, match="friction"):
+        BAOAB(0.1, friction=0.0)
+    with pytest.raises(ValueError, match=r"\(chains, dim\)"):
+        run_chains(ULA(0.1), target, torch.zeros(5), 10, progress=False)
+    with pytest.raises(ValueError, match="not finite"):
+        run_chains(ULA(0.1), target, torch.full((5, 2), math.nan), 10, progress=False)
+    outside = LangevinTarget(log_density=lambda x: torch.where(x[:, 0] > 0, -x.pow(2).sum(1), -math.inf))
+    with pytest.raises(ValueError, match="log-density is not finite"):
+        run_chains(MALA(0.1), outside, -torch.ones(5, 2), 10, progress=False)
+    with pytest.raises(ValueError, match="state's shape"):
+        run_chains(ULA(0.1), LangevinTarget(score=lambda x: x[:, :1]), x, 10, progress=False)
+    with pytest.raises(ValueError, match=r"shape \(chains,\)"):
+        run_chains(MALA(0.1), LangevinTarget(log_density=lambda x: x), x, 10, progress=False)
+    with pytest.raises(TypeError, match="autograd"):
+        run_chains(ULA(0.1), lambda x: torch.zeros(x.shape[0]), x, 10, progress=False)
+    with pytest.raises(ValueError, match="needs the target's log-density"):
+        run_chains(MALA(0.1), LangevinTarget(score=lambda x: -x), x, 10, progress=False)
+    with pytest.raises(ValueError, match="needs a log_density or a score"):
+        LangevinTarget()
+    with pytest.raises(TypeError, match="target must be"):
+        as_target(3.0)
+    with pytest.raises(ValueError, match="burn_in"):
+        run_chains(ULA(0.1), target, x, 10, burn_in=10, progress=False)
+    with pytest.raises(NonFiniteStateError, match="step"):
+        run_chains(ULA(10.0), lambda x: -(x**4).sum(1), torch.ones(5, 2), 50, progress=False)
+    with pytest.raises(ValueError, match="decrease"):
+        AnnealedLangevin([0.1, 1.0])
+
+
+def test_chains_record_the_kernel_and_keep_the_requested_draws():
+    g = torch.Generator().manual_seed(0)
+    out = run_chains(BAOAB(0.1, friction=2.0), _gaussian(), torch.zeros(7, 2), 30, generator=g, burn_in=10, thin=5)
+    ds = out.to_xarray()
+    assert ds["x"].shape == (7, 4, 2) and ds.attrs["kernel"] == "BAOAB" and ds.attrs["friction"] == 2.0
+    again = run_chains(BAOAB(0.1, friction=2.0), _gaussian(), torch.zeros(7, 2), 30, generator=g.manual_seed(0),
+                       burn_in=10, thin=5, progress=False)  # fmt: skip
+    assert torch.equal(out.draws, again.draws)  # same seed, same numbers
