@@ -130,6 +130,14 @@ def _check_state(x: Tensor) -> Tensor:
     return x
 
 
+def _finite(x: Tensor, kernel, state: LangevinState) -> Tensor:
+    """``x``, or :class:`~interp.integrate.NonFiniteStateError` naming the step before the target sees it."""
+    if not torch.isfinite(x).all():
+        step = state.steps + 1
+        raise NonFiniteStateError(step, step * kernel.step_size, f"{type(kernel).__name__} (reduce step_size)")
+    return x
+
+
 def _noise(x: Tensor, generator) -> Tensor:
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
@@ -157,7 +165,7 @@ class ULA(_Kernel):
 
     def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
         h = self.step_size
-        x = state.x + h * state.score + math.sqrt(2 * h) * _noise(state.x, generator)
+        x = _finite(state.x + h * state.score + math.sqrt(2 * h) * _noise(state.x, generator), self, state)
         value, grad = target.value_and_score(x, need_value=False)
         return replace(state, x=x, score=grad, log_density=value, steps=state.steps + 1)
 
@@ -178,11 +186,14 @@ class MALA(_Kernel):
     def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
         h, x = self.step_size, state.x
         y = x + h * state.score + math.sqrt(2 * h) * _noise(x, generator)
+        finite = torch.isfinite(y).all(dim=1)
+        y = torch.where(finite[:, None], y, x)  # a non-finite proposal is rejected below, never evaluated
         value_y, grad_y = target.value_and_score(y, need_value=True)
         forward = -((y - x - h * state.score) ** 2).sum(dim=1) / (4 * h)
         backward = -((x - y - h * grad_y) ** 2).sum(dim=1) / (4 * h)
         log_ratio = value_y - state.log_density + backward - forward
-        log_ratio = torch.where(torch.isfinite(value_y) & torch.isfinite(grad_y).all(dim=1), log_ratio, -math.inf)
+        valid = finite & torch.isfinite(value_y) & torch.isfinite(grad_y).all(dim=1)
+        log_ratio = torch.where(valid, log_ratio, -math.inf)
         device = generator.device if generator is not None else x.device
         u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=device).to(x.device)
         accept = torch.log(u) < log_ratio
@@ -222,7 +233,7 @@ class BAOAB(_Underdamped):
         v = state.v + 0.5 * h * state.score
         x = state.x + 0.5 * h * v
         v = self._ou(v, h, generator)
-        x = x + 0.5 * h * v
+        x = _finite(x + 0.5 * h * v, self, state)
         _, grad = target.value_and_score(x, need_value=False)
         v = v + 0.5 * h * grad
         return replace(state, x=x, v=v, score=grad, log_density=None, steps=state.steps + 1)
@@ -235,7 +246,7 @@ class OBABO(_Underdamped):
         h = self.step_size
         v = self._ou(state.v, 0.5 * h, generator)
         v = v + 0.5 * h * state.score
-        x = state.x + h * v
+        x = _finite(state.x + h * v, self, state)
         _, grad = target.value_and_score(x, need_value=False)
         v = v + 0.5 * h * grad
         v = self._ou(v, 0.5 * h, generator)

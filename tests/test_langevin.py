@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from interp.analytic import GaussianMixture
+from interp.analytic import Banana, GaussianMixture
 from interp.integrate import NonFiniteStateError
 from interp.langevin import BAOAB, MALA, OBABO, ULA, AnnealedLangevin, LangevinTarget, as_target, run_chains
 
@@ -122,6 +122,11 @@ def test_kernels_and_driver_reject_bad_input():
         run_chains(ULA(0.1), target, x, 10, burn_in=10, progress=False)
     with pytest.raises(NonFiniteStateError, match="step"):
         run_chains(ULA(10.0), lambda x: -(x**4).sum(1), torch.ones(5, 2), 50, progress=False)
+    banana, start = Banana(), torch.full((50, 2), 3.0)
+    with pytest.raises(NonFiniteStateError, match="ULA"):  # raised before the target sees a non-finite point
+        run_chains(ULA(2.0), banana, start, 50, generator=torch.Generator().manual_seed(0), progress=False)
+    out = run_chains(MALA(2.0), banana, start, 50, generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.isfinite(out.draws).all() and float(out.acceptance.mean()) < 0.2  # wild proposals are rejected
     with pytest.raises(ValueError, match="decrease"):
         AnnealedLangevin([0.1, 1.0])
 

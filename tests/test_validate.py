@@ -62,3 +62,14 @@ def test_check_grid_contains_check_times():
         assert np.isclose(grid.numpy(), t).any()
     back = distributions._grid(1.0, 0.0, 10)
     assert back[0] == 1.0 and (back[1:] < back[:-1]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_langevin_moment_check_passes_exact_draws_and_catches_a_small_bias(seed):
+    from validate.langevin import Z, _max_z
+
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.randn(500, 40, 2, generator=g, dtype=torch.float64)  # independent exact draws of N(0, I)
+    mean, second = torch.zeros(2), torch.ones(2)
+    assert _max_z(draws, mean, second) < Z
+    assert _max_z(draws + 0.05, mean, second) > Z  # a bias of 0.05 sd is 11 standard errors here

@@ -10,11 +10,11 @@ import argparse
 import sys
 import time
 
-from . import bridges, convergence, density, distributions, fast_solvers, learned, trajectories
+from . import bridges, convergence, density, distributions, fast_solvers, langevin, learned, trajectories
 from .records import format_table, write_json
 from .report import write_report
 
-SUITES = ("distribution", "convergence", "learned", "density", "solvers", "bridges", "trajectories")
+SUITES = ("distribution", "convergence", "learned", "density", "solvers", "bridges", "trajectories", "langevin")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         records += bridges.run(seed=args.seed)
     if "trajectories" in suites:
         records += trajectories.run(seed=args.seed)
+    if "langevin" in suites:
+        records += langevin.run(seed=args.seed)
     print(format_table(records))
     print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
     if args.json:
