@@ -10,7 +10,17 @@ import torch
 
 from interp.analytic import Banana, GaussianMixture
 from interp.integrate import NonFiniteStateError
-from interp.langevin import BAOAB, MALA, OBABO, ULA, AnnealedLangevin, LangevinTarget, as_target, run_chains
+from interp.langevin import (
+    BAOAB,
+    MALA,
+    OBABO,
+    ULA,
+    AnnealedLangevin,
+    DenoisingMCMC,
+    LangevinTarget,
+    as_target,
+    run_chains,
+)
 
 SCALES = torch.tensor([1.0, 2.0])  # target N(0, diag(SCALES^2))
 
@@ -139,3 +149,58 @@ def test_chains_record_the_kernel_and_keep_the_requested_draws():
     again = run_chains(BAOAB(0.1, friction=2.0), _gaussian(), torch.zeros(7, 2), 30, generator=g.manual_seed(0),
                        burn_in=10, thin=5, progress=False)  # fmt: skip
     assert torch.equal(out.draws, again.draws)  # same seed, same numbers
+
+
+def _denoising_case():
+    from interp.analytic import ExactMarginals
+    from interp.interpolants import preset
+
+    source = GaussianMixture(torch.ones(1), torch.zeros(1, 2), 1.0)
+    target = GaussianMixture(
+        torch.tensor([0.3, 0.7]), torch.tensor([[-2.0, 0.0], [2.0, 1.0]]), torch.tensor([0.3, 0.2])
+    )
+    return ExactMarginals(preset("flow"), source, target), target
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_denoising_mcmc_with_exact_fields_samples_the_data_and_visits_levels_uniformly(seed):
+    from interp.metrics import mmd
+
+    exact, target = _denoising_case()
+    g = torch.Generator().manual_seed(seed)
+    levels = torch.linspace(0.2, 0.8, 9)
+    sampler = DenoisingMCMC(levels, step_size=0.05, n_steps=200)
+    out = sampler.sample(exact.score, exact.velocity, torch.randn(1000, 2, generator=g), log_density=exact.log_density,
+                         generator=g, progress=False)  # fmt: skip
+    reference = target.sample(1000, g)
+    floor = mmd(target.sample(1000, g), reference)
+    assert mmd(out.samples, reference) < 2 * floor
+    assert abs(float((out.samples[:, 0] < 0).double().mean()) - 0.3) < 0.05  # 3.5 standard errors
+    # the joint law is rho_t(x) with a flat prior on levels: the levels' marginal is uniform (chi-square, 8 dof)
+    counts = torch.bincount(out.level_trace[:, -1], minlength=9).double()
+    assert float(((counts - 1000 / 9) ** 2 / (1000 / 9)).sum()) < 26.1  # the 0.999 quantile
+    assert out.to_xarray()["level_trace"].dims == ("chain", "step")
+
+
+def test_denoising_mcmc_with_a_level_predictor_and_bad_input():
+    from interp.metrics import mmd
+
+    exact, target = _denoising_case()
+    g = torch.Generator().manual_seed(0)
+    sampler = DenoisingMCMC([0.4, 0.6], step_size=0.05, n_steps=200)
+
+    def predictor(x):
+        return torch.full((x.shape[0],), 0.58)  # snapped to the nearest level, 0.6
+
+    x0 = torch.randn(800, 2, generator=g)
+    out = sampler.sample(exact.score, exact.velocity, x0, level_predictor=predictor, generator=g, progress=False)
+    assert torch.all(out.level == 0.6)
+    reference = target.sample(800, g)
+    assert mmd(out.samples, reference) < 2 * mmd(target.sample(800, g), reference)
+    with pytest.raises(ValueError, match="exactly one"):
+        sampler.sample(exact.score, exact.velocity, torch.zeros(3, 2), progress=False)
+    with pytest.raises(ValueError, match="before t_end"):
+        DenoisingMCMC([0.5, 1.0], 0.1, 5).sample(exact.score, exact.velocity, torch.zeros(3, 2),
+                                                 log_density=exact.log_density, progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="step_size"):
+        DenoisingMCMC([0.5], 0.0, 5)
