@@ -10,9 +10,9 @@ from pathlib import Path
 
 from interp._files import write_atomically
 
-from . import density, solvers, training
+from . import density, langevin, solvers, training
 
-BENCHES = {"training": training.run, "density": density.run, "solvers": solvers.run}
+BENCHES = {"training": training.run, "density": density.run, "solvers": solvers.run, "langevin": langevin.run}
 TABLES = {"solvers"}  # benches that can also write their full table as netCDF (--table)
 
 

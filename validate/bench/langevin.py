@@ -1,0 +1,143 @@
+"""Langevin bench: effective samples per second against BlackJAX, the same algorithm on the same target.
+
+Targets: Neal's funnel in 10 dimensions (scale 3) and a 50-dimensional mixture of four isotropic Gaussians.
+Both sides run ``CHAINS`` chains for ``STEPS`` steps of MALA at the same step size from the same starting points
+in float64 (BlackJAX under ``jax_enable_x64``, vmapped and jit-compiled with ``lax.scan``; ours batched in
+torch); the first ``BURN_IN`` steps are dropped. Each side runs once untimed first (JAX compiles then). ESS is
+ArviZ's bulk ESS over the chains for each coordinate, the minimum over coordinates taken; ESS/s divides it by
+the timed run's wall time. BlackJAX has no BAOAB, so interp's BAOAB is recorded against BlackJAX's MALA
+(labelled as such: a different algorithm, for scale).
+
+Recorded per target: ESS/s (higher is better), min ESS (higher; the same algorithm should give the same ESS up to
+noise, which checks that the two sides run the same chain), and wall seconds (lower).
+
+Peers: ``pip install blackjax arviz`` (BlackJAX pulls jax and jaxlib for CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from interp.analytic import Funnel, GaussianMixture
+from interp.langevin import BAOAB, MALA, run_chains
+
+from .records import BenchRecord, compare
+
+CHAINS, STEPS, BURN_IN = 64, 4000, 1000
+
+
+def _mixture_50d(seed: int) -> GaussianMixture:
+    g = torch.Generator().manual_seed(1000 + seed)
+    means = 1.5 * torch.randn(4, 50, generator=g, dtype=torch.float64)
+    return GaussianMixture(torch.tensor([0.1, 0.2, 0.3, 0.4]), means, torch.tensor([0.5, 0.8, 1.0, 1.2]))
+
+
+def _jax_log_density(name: str, target):
+    import jax.numpy as jnp
+    from jax.scipy.special import logsumexp
+
+    if name.startswith("funnel"):
+        scale = target.scale
+
+        def log_density(x):
+            v, rest = x[0], x[1:]
+            return (
+                -0.5 * v**2 / scale**2
+                - 0.5 * jnp.log(2 * jnp.pi * scale**2)
+                - 0.5 * jnp.sum(rest**2 * jnp.exp(-v) + v + jnp.log(2 * jnp.pi))
+            )
+
+        return log_density
+    weights = jnp.asarray(target.weights.numpy())
+    means = jnp.asarray(target.means.numpy())
+    variances = jnp.asarray(torch.diagonal(target.covariances, dim1=1, dim2=2)[:, 0].numpy())
+    dim = means.shape[1]
+
+    def log_density(x):
+        sq = jnp.sum((x[None, :] - means) ** 2, axis=1)
+        return logsumexp(jnp.log(weights) - 0.5 * sq / variances - 0.5 * dim * jnp.log(2 * jnp.pi * variances))
+
+    return log_density
+
+
+def _min_ess(draws: np.ndarray) -> float:
+    import arviz
+
+    return float(min(arviz.ess(np.ascontiguousarray(draws[:, :, d])) for d in range(draws.shape[2])))
+
+
+def _ours(kernel, target, x0, seed):
+    run_chains(kernel, target, x0, 50, generator=torch.Generator().manual_seed(seed + 1), progress=False)  # warm-up
+    started = time.perf_counter()
+    out = run_chains(kernel, target, x0, STEPS, generator=torch.Generator().manual_seed(seed), burn_in=BURN_IN,
+                     progress=False)  # fmt: skip
+    seconds = time.perf_counter() - started
+    acceptance = float(out.acceptance.mean()) if out.acceptance is not None else math.nan
+    return out.draws.numpy(), seconds, acceptance
+
+
+def _blackjax(log_density, step_size, x0, seed):
+    import blackjax
+    import jax
+
+    mala = blackjax.mala(log_density, step_size)
+
+    @jax.jit
+    def run(key, positions):
+        state = jax.vmap(mala.init)(positions)
+
+        def one(state, key):
+            state, info = jax.vmap(mala.step)(jax.random.split(key, positions.shape[0]), state)
+            return state, (state.position, info.is_accepted)
+
+        _, (trace, accepted) = jax.lax.scan(one, state, jax.random.split(key, STEPS))
+        return trace, accepted
+
+    positions = jax.numpy.asarray(x0.numpy())
+    jax.block_until_ready(run(jax.random.PRNGKey(seed + 1), positions))  # compile
+    started = time.perf_counter()
+    trace, accepted = jax.block_until_ready(run(jax.random.PRNGKey(seed), positions))
+    seconds = time.perf_counter() - started
+    draws = np.swapaxes(np.asarray(trace), 0, 1)[:, BURN_IN:]  # (chain, draw, dim)
+    return draws, seconds, float(np.asarray(accepted).mean())
+
+
+def run(seed: int = 0) -> list[BenchRecord]:
+    import blackjax
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    peer = f"blackjax {blackjax.__version__} mala"
+    cases = {
+        "funnel 10-D, scale 3": (Funnel(10, 3.0), 0.02),
+        "mixture 50-D, 4 modes": (_mixture_50d(seed), 0.05),
+    }
+    records = []
+    for name, (target, step) in cases.items():
+        g = torch.Generator().manual_seed(seed)
+        x0 = target.sample(CHAINS, g)  # both sides start at the same exact draws
+        log_density = _jax_log_density(name, target)
+        check = np.asarray(jax.vmap(log_density)(jax.numpy.asarray(x0.numpy())))
+        if not np.allclose(check, target.log_density(x0).numpy(), rtol=1e-10, atol=1e-8):
+            raise AssertionError(f"{name}: the peer's log-density differs from interp's")
+        theirs, peer_seconds, peer_acceptance = _blackjax(log_density, step, x0, seed)
+        peer_ess = _min_ess(theirs)
+        mine, seconds, acceptance = _ours(MALA(step), target, x0, seed)
+        ess = _min_ess(mine)
+        label = f"{name}: MALA h={step:g}"
+        print(f"{label}: acceptance ours {acceptance:.3f}, peer {peer_acceptance:.3f}")
+        records += [
+            compare("langevin", label, "ESS/s (min over dims)", ess / seconds, peer, peer_ess / peer_seconds, "higher"),
+            compare("langevin", label, "min ESS", ess, peer, peer_ess, "higher"),
+            compare("langevin", label, "seconds", seconds, peer, peer_seconds, "lower"),
+        ]
+        baoab, baoab_seconds, _ = _ours(BAOAB(5 * step), target, x0, seed)
+        baoab_ess = _min_ess(baoab)
+        label = f"{name}: interp BAOAB h={5 * step:g} vs peer MALA h={step:g}"
+        records.append(compare("langevin", label, "ESS/s (min over dims)", baoab_ess / baoab_seconds, peer,
+                               peer_ess / peer_seconds, "higher"))  # fmt: skip
+    return records
