@@ -58,6 +58,7 @@ class LangevinTarget:
 
     log_density: Callable[[Tensor], Tensor] | None = None
     score: Callable[[Tensor], Tensor] | None = None
+    log_density_and_score: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None  # both in one pass, if cheaper
 
     def __post_init__(self):
         if self.log_density is None and self.score is None:
@@ -65,7 +66,13 @@ class LangevinTarget:
 
     def value_and_score(self, x: Tensor, *, need_value: bool) -> tuple[Tensor | None, Tensor]:
         """``(log π(x) or None, ∇log π(x))``, each checked for shape."""
-        if self.score is not None:
+        if need_value and self.log_density_and_score is not None:
+            value, grad = self.log_density_and_score(x)
+            if value.shape != x.shape[:1]:
+                raise ValueError(
+                    f"log_density must return shape (chains,) {tuple(x.shape[:1])}; got {tuple(value.shape)}"
+                )
+        elif self.score is not None:
             value = self._value(x) if need_value else None
             grad = self.score(x)
         else:
@@ -96,8 +103,11 @@ def as_target(target=None, *, log_density=None, score=None) -> LangevinTarget:
         return target
     if target is not None:
         if hasattr(target, "log_density"):
+            both = getattr(target, "log_density_and_score", None) if log_density is None and score is None else None
             log_density = log_density or target.log_density
             score = score or getattr(target, "score", None)
+            if both is not None:
+                return LangevinTarget(log_density, score, both)
         elif callable(target):
             log_density = log_density or target
         else:

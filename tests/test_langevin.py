@@ -204,3 +204,17 @@ def test_denoising_mcmc_with_a_level_predictor_and_bad_input():
                                                  log_density=exact.log_density, progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="step_size"):
         DenoisingMCMC([0.5], 0.0, 5)
+
+
+def test_a_target_with_a_joint_evaluation_uses_it_and_agrees_with_the_separate_ones():
+    mixture = GaussianMixture(
+        torch.tensor([0.3, 0.7]), torch.tensor([[-1.0, 0.0], [1.0, 0.5]]), torch.tensor([0.8, 0.6])
+    )
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    value, score = mixture.log_density_and_score(x)
+    assert torch.equal(value, mixture.log_density(x)) and torch.equal(score, mixture.score(x))
+    target = as_target(mixture)
+    assert target.log_density_and_score is not None
+    joint = target.value_and_score(x, need_value=True)
+    assert torch.equal(joint[0], value) and torch.equal(joint[1], score)
+    assert as_target(mixture, score=lambda y: -y).log_density_and_score is None  # an override wins

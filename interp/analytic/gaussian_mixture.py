@@ -184,6 +184,11 @@ class GaussianMixture:
         """:math:`\\nabla\\log\\rho(x)`, shape ``(batch, dim)``."""
         return self._terms(x).score
 
+    def log_density_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Both, from one evaluation of the components (what a Metropolis step needs)."""
+        terms = self._terms(x)
+        return terms.log_density, terms.score
+
     def laplacian_log_density(self, x: Tensor) -> Tensor:
         """:math:`\\Delta\\log\\rho(x)`, shape ``(batch,)``."""
         return self._terms(x).laplacian_log_density
