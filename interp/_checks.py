@@ -74,3 +74,10 @@ def check_batch(x: Tensor, name: str, *, dim: int | None = None) -> Tensor:
     if dim is not None and (x.ndim != 2 or x.shape[1] != dim):
         raise ValueError(f"{name} must have shape (batch, {dim}); got {tuple(x.shape)}")
     return check_finite(x, name)
+
+
+def check_matrix(x, name: str, rows: str = "batch") -> Tensor:
+    """A finite 2-D tensor ``(rows, dim)``: chains, particles or points."""
+    if not isinstance(x, Tensor) or x.ndim != 2:
+        raise ValueError(f"{name} must be a ({rows}, dim) tensor; got {getattr(x, 'shape', type(x).__name__)}")
+    return check_finite(x, name)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_matrix
 from .density import field_divergence
 from .dynamics import generative_sde
 from .integrate import integrate
@@ -53,11 +54,7 @@ def _call(field: Callable, t, x: Tensor) -> Tensor:
 
 
 def _points(x: Tensor) -> Tensor:
-    if not isinstance(x, Tensor) or x.ndim != 2:
-        raise ValueError(f"points must be a (batch, dim) tensor; got {getattr(x, 'shape', type(x).__name__)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("points must be finite")
-    return x
+    return check_matrix(x, "points")
 
 
 def jacobian(field: Callable, x: Tensor, t=None) -> Tensor:

@@ -33,6 +33,7 @@ import xarray as xr
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._checks import check_matrix
 from .integrate import NonFiniteStateError
 
 __all__ = [
@@ -136,11 +137,7 @@ def _positive(name: str, value: float) -> float:
 
 
 def _check_state(x: Tensor) -> Tensor:
-    if not isinstance(x, Tensor) or x.ndim != 2:
-        raise ValueError(f"chains must be a (chains, dim) tensor; got {getattr(x, 'shape', type(x).__name__)}")
-    if not torch.isfinite(x).all():
-        raise ValueError("the initial chains are not finite")
-    return x
+    return check_matrix(x, "the initial chains", rows="chains")
 
 
 def _finite(x: Tensor, kernel, state: LangevinState) -> Tensor:

@@ -111,7 +111,7 @@ def test_kernels_and_driver_reject_bad_input():
         BAOAB(0.1, friction=0.0)
     with pytest.raises(ValueError, match=r"\(chains, dim\)"):
         run_chains(ULA(0.1), target, torch.zeros(5), 10, progress=False)
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(ValueError, match="initial chains must be finite"):
         run_chains(ULA(0.1), target, torch.full((5, 2), math.nan), 10, progress=False)
     outside = LangevinTarget(log_density=lambda x: torch.where(x[:, 0] > 0, -x.pow(2).sum(1), -math.inf))
     with pytest.raises(ValueError, match="log-density is not finite"):
