@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ._checks import batch_time, check_batch, check_same_shape, time_column
+from ._random import randn_like
 from .schedules import (
     BrownianGamma,
     LinearSchedule,
@@ -142,7 +143,7 @@ class Interpolant:
         check_same_shape(x0, x1, "x0", "x1")
         tb = batch_time(t, x0)
         if z is None:
-            z = _randn_like(x0, generator) if not self.noise.is_zero else torch.zeros_like(x0)
+            z = randn_like(x0, generator) if not self.noise.is_zero else torch.zeros_like(x0)
         else:
             check_batch(z, "z")
             check_same_shape(x0, z, "x0", "z")
@@ -248,11 +249,6 @@ def _other_endpoint(kind: str, value: Tensor, mean: Tensor, c: Coefficients, t: 
     if kind == "x0":
         return value, _divide(mean - c.alpha * value, c.beta, "x1 from x0 (beta = 0)", t)
     return _divide(mean - c.beta * value, c.alpha, "x0 from x1 (alpha = 0)", t), value
-
-
-def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._checks import check_matrix
+from ._random import rand, randn_like
 from .integrate import NonFiniteStateError
 
 __all__ = [
@@ -148,11 +149,6 @@ def _finite(x: Tensor, kernel, state: LangevinState) -> Tensor:
     return x
 
 
-def _noise(x: Tensor, generator) -> Tensor:
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device).to(x.device)
-
-
 class _Kernel:
     needs_log_density = False
 
@@ -175,7 +171,7 @@ class ULA(_Kernel):
 
     def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
         h = self.step_size
-        x = _finite(state.x + h * state.score + math.sqrt(2 * h) * _noise(state.x, generator), self, state)
+        x = _finite(state.x + h * state.score + math.sqrt(2 * h) * randn_like(state.x, generator), self, state)
         value, grad = target.value_and_score(x, need_value=False)
         return replace(state, x=x, score=grad, log_density=value, steps=state.steps + 1)
 
@@ -195,7 +191,7 @@ class MALA(_Kernel):
 
     def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
         h, x = self.step_size, state.x
-        y = x + h * state.score + math.sqrt(2 * h) * _noise(x, generator)
+        y = x + h * state.score + math.sqrt(2 * h) * randn_like(x, generator)
         finite = torch.isfinite(y).all(dim=1)
         y = torch.where(finite[:, None], y, x)  # a non-finite proposal is rejected below, never evaluated
         value_y, grad_y = target.value_and_score(y, need_value=True)
@@ -204,8 +200,7 @@ class MALA(_Kernel):
         log_ratio = value_y - state.log_density + backward - forward
         valid = finite & torch.isfinite(value_y) & torch.isfinite(grad_y).all(dim=1)
         log_ratio = torch.where(valid, log_ratio, -math.inf)
-        device = generator.device if generator is not None else x.device
-        u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=device).to(x.device)
+        u = rand(x.shape[0], generator, x)
         accept = torch.log(u) < log_ratio
         keep = accept[:, None]
         return replace(
@@ -225,11 +220,11 @@ class _Underdamped(_Kernel):
 
     def init(self, target, x, generator=None):
         state = super().init(target, x)
-        return replace(state, v=_noise(state.x, generator))  # the velocity starts at its stationary N(0, I)
+        return replace(state, v=randn_like(state.x, generator))  # the velocity starts at its stationary N(0, I)
 
     def _ou(self, v: Tensor, dt: float, generator) -> Tensor:
         c = math.exp(-self.friction * dt)
-        return c * v + math.sqrt(1 - c * c) * _noise(v, generator)
+        return c * v + math.sqrt(1 - c * c) * randn_like(v, generator)
 
     def _kick(self, target, x, v, grad, dt):
         return v + dt * grad
@@ -287,7 +282,7 @@ class AnnealedLangevin:
                 s = score(x, sigma)
                 if s.shape != x.shape:
                     raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(s.shape)}")
-                z = _noise(x, generator)
+                z = randn_like(x, generator)
                 # norms averaged over the chains, as in Song et al.'s corrector: a per-chain ratio blows up at a
                 # chain sitting on a mode, where |s| -> 0
                 grad_norm = s.flatten(1).norm(dim=1).mean().clamp_min(torch.finfo(x.dtype).tiny)
@@ -371,7 +366,7 @@ class DenoisingMCMC:
             s = score(levels[index], x)
             if s.shape != x.shape:
                 raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(s.shape)}")
-            x = x + 0.5 * eta * s + math.sqrt(eta) * _noise(x, generator)
+            x = x + 0.5 * eta * s + math.sqrt(eta) * randn_like(x, generator)
             if not torch.isfinite(x).all():
                 raise NonFiniteStateError(k + 1, float(k + 1), "DenoisingMCMC (reduce step_size)")
             if log_density is not None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ._random import rand
+
 __all__ = [
     "SCHEMES",
     "DegenerateWeightsError",
@@ -64,11 +66,6 @@ def effective_sample_size(log_weights: Tensor) -> float:
     return float(torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0)))
 
 
-def _uniform(n: int, generator, like: Tensor) -> Tensor:
-    device = generator.device if generator is not None else like.device
-    return torch.rand(n, generator=generator, dtype=torch.float64, device=device).to(like.device)
-
-
 def _inverse_cdf(weights: Tensor, points: Tensor) -> Tensor:
     cdf = torch.cumsum(weights, dim=0)
     cdf[-1] = 1.0  # guard the last bin against rounding
@@ -76,18 +73,20 @@ def _inverse_cdf(weights: Tensor, points: Tensor) -> Tensor:
 
 
 def _multinomial(weights: Tensor, n: int, generator) -> Tensor:
-    return _inverse_cdf(weights, torch.sort(_uniform(n, generator, weights)).values)
+    return _inverse_cdf(weights, torch.sort(rand(n, generator, weights, torch.float64)).values)
 
 
 def _stratified(weights: Tensor, n: int, generator) -> Tensor:
     return _inverse_cdf(
-        weights, (torch.arange(n, dtype=torch.float64, device=weights.device) + _uniform(n, generator, weights)) / n
+        weights,
+        (torch.arange(n, dtype=torch.float64, device=weights.device) + rand(n, generator, weights, torch.float64)) / n,
     )
 
 
 def _systematic(weights: Tensor, n: int, generator) -> Tensor:
     return _inverse_cdf(
-        weights, (torch.arange(n, dtype=torch.float64, device=weights.device) + _uniform(1, generator, weights)) / n
+        weights,
+        (torch.arange(n, dtype=torch.float64, device=weights.device) + rand(1, generator, weights, torch.float64)) / n,
     )
 
 

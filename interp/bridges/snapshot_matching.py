@@ -29,6 +29,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._random import randn_like
 from ..couplings import Coupling, EntropicOTCoupling, ExactOTCoupling, IndependentCoupling
 from ..dynamics import constant_noise_sde
 from ..integrate import integrate
@@ -70,10 +71,7 @@ class SnapshotMatchingLoss:
         a, b, s0, s1 = x0[:, :-1], x1[:, :-1], x0[:, -1], x1[:, -1]
         n = a.shape[0]
         tau = self.sample_times(n, generator, dtype=a.dtype, device=a.device) if t is None else t
-        if z is None:
-            device = generator.device if generator is not None else a.device
-            z = torch.randn(x0.shape, generator=generator, dtype=a.dtype, device=device).to(a.device)
-        z = z[:, :-1]
+        z = (randn_like(x0, generator) if z is None else z)[:, :-1]
         length = (s1 - s0)[:, None]
         s = s0 + tau * (s1 - s0)
         tc = tau[:, None]

@@ -30,6 +30,10 @@ class Embedding:
             raise ValueError(f"n_top_genes must be a positive integer; got {n_top_genes!r}")
         self.kind, self.n_components, self.n_top_genes, self.seed = kind, n_components, n_top_genes, seed
 
+    def unfitted(self) -> Embedding:
+        """A fresh embedding with the same settings (each fold fits its own)."""
+        return Embedding(self.kind, self.n_components, self.n_top_genes, self.seed)
+
     def features(self, adata) -> np.ndarray:
         """The matrix this embedding starts from, dense float64."""
         if self.kind.startswith("obsm:"):

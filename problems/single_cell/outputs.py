@@ -35,7 +35,7 @@ def trajectories(adata, times: np.ndarray, embedding: Embedding, config: MethodC
     through ``n_grid`` times spanning the course. Returns (embedding of every cell, trajectories
     ``(cells, n_grid, dim)``, the grid's real times)."""
     features = embedding.features(adata)
-    fitted = Embedding(embedding.kind, embedding.n_components, embedding.n_top_genes, embedding.seed).fit(features)
+    fitted = embedding.unfitted().fit(features)
     space = fitted.transform(features)
     centre, scale = method_space(space)
     distinct = np.unique(times)
@@ -44,8 +44,7 @@ def trajectories(adata, times: np.ndarray, embedding: Embedding, config: MethodC
     snapshots = [torch.as_tensor((space[times == t] - centre) / scale, dtype=torch.float32) for t in distinct]
     torch.manual_seed(seed)
     flow = MLP((space.shape[1],), hidden=config.width, depth=config.depth).float()
-    model = SnapshotMatching(flow, sigma=config.sigma_min)
-    model.config = _train_config(config, seed)
+    model = SnapshotMatching(flow, sigma=config.sigma_min, config=_train_config(config, seed))
     model.fit(snapshots, (distinct - distinct[0]) / span, generator=torch.Generator().manual_seed(seed))
     grid = np.linspace(0.0, 1.0, n_grid)
     out = np.empty((space.shape[0], n_grid, space.shape[1]))

@@ -80,7 +80,7 @@ def run_protocol(
     bar = tqdm(total=values[..., 0].size, desc="leave-one-out", disable=None if progress else True)
     for h, t_out in enumerate(held_out):
         train = times != t_out
-        fitted = Embedding(embedding.kind, embedding.n_components, embedding.n_top_genes, embedding.seed)
+        fitted = embedding.unfitted()
         fitted.fit(features[train])
         space = fitted.transform(features)
         centre, scale = method_space(space[train])
