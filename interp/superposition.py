@@ -30,7 +30,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._checks import check_batch
-from .density import _flat_dot, _log_density_value, gaussian_base_coefficients, gaussian_base_rate
+from .density.ito import gaussian_base_coefficients, gaussian_base_rate
+from .density.ode import _flat_dot, _log_density_value
 from .grids import check_grid
 from .integrate import NonFiniteStateError, _record_indices
 from .interpolants import Interpolant
