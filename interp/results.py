@@ -7,6 +7,10 @@ carry the solver, NFE, the grid, the seed and the package version (DESIGN.md, "R
 Quantities tracked along the path (log-densities, mixing weights, ...) live in ``Trajectory.extras``: tensors
 whose first two axes are ``(time, particle)``; they become data variables with dims ``(time, particle, ...)``
 (named in ``extra_dims``; a third axis defaults to ``<name>_index``).
+
+Quantities with one value per grid step (the effective sample size of weighted particles, resampling events, the
+running log normalising-constant estimate) live in ``Trajectory.series``: 1-D tensors of length ``len(grid)``,
+written as data variables with dims ``(step,)``; the coordinate ``step_time`` holds the grid.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Trajectory:
         extras: per-particle quantities recorded with the states, each ``(n_recorded, batch, ...)``
             (e.g. ``"log_density"``: :math:`\\log\rho_t(X_t)` from :mod:`interp.density`).
         extra_dims: xarray dimension names of each extra (default ``("time", "particle", "<name>_index")``).
+        series: per-step quantities, each ``(len(grid),)`` (e.g. ``"ess"`` of weighted particles).
     """
 
     times: Tensor
@@ -50,6 +55,7 @@ class Trajectory:
     attrs: dict = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
     extra_dims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    series: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self):
         n_times, batch = self.states.shape[:2]
@@ -57,6 +63,12 @@ class Trajectory:
             if value.ndim < 2 or tuple(value.shape[:2]) != (n_times, batch):
                 raise ValueError(
                     f"extra {name!r} must have leading shape (time, particle) = ({n_times}, {batch}); "
+                    f"got {tuple(value.shape)}"
+                )
+        for name, value in self.series.items():
+            if tuple(value.shape) != (self.grid.shape[0],):
+                raise ValueError(
+                    f"series {name!r} must have one value per grid time ({self.grid.shape[0]},); "
                     f"got {tuple(value.shape)}"
                 )
 
@@ -111,13 +123,20 @@ class Trajectory:
             if name in variables or name in ("time", "particle", "dim"):
                 raise ValueError(f"extra name {name!r} clashes with a trajectory variable")
             variables[name] = (self.dims_of(name), value.detach().cpu().numpy())
+        coords = {
+            "time": self.times.detach().cpu().double().numpy(),
+            "particle": np.arange(batch),
+            "dim": np.arange(values.shape[-1]),
+        }
+        for name, value in self.series.items():
+            if name in variables:
+                raise ValueError(f"series name {name!r} clashes with a trajectory variable")
+            variables[name] = (("step",), value.detach().cpu().numpy())
+        if self.series:
+            coords["step_time"] = ("step", self.grid.detach().cpu().double().numpy())
         return xr.Dataset(
             variables,
-            coords={
-                "time": self.times.detach().cpu().double().numpy(),
-                "particle": np.arange(batch),
-                "dim": np.arange(values.shape[-1]),
-            },
+            coords=coords,
             attrs=attrs,
         )
 
@@ -132,11 +151,13 @@ class Trajectory:
         values = torch.tensor(np.array(ds["x"].values), dtype=dtype)
         states = values.reshape(values.shape[:2] + shape)
         reserved = {"solver", "nfe", "grid", "state_shape", "dtype", "interp_version", "seed"}
-        extras, extra_dims = {}, {}
+        extras, extra_dims, series = {}, {}, {}
         for name, variable in ds.data_vars.items():
             if name != "x" and variable.dims[:2] == ("time", "particle"):
                 extras[str(name)] = torch.tensor(np.array(variable.values))
                 extra_dims[str(name)] = tuple(str(d) for d in variable.dims)
+            elif variable.dims == ("step",):
+                series[str(name)] = torch.tensor(np.array(variable.values))
         return cls(
             times=torch.tensor(np.array(ds["time"].values), dtype=torch.float64),
             states=states,
@@ -147,6 +168,7 @@ class Trajectory:
             attrs={k: v for k, v in ds.attrs.items() if k not in reserved},
             extras=extras,
             extra_dims=extra_dims,
+            series=series,
         )
 
     def to_netcdf(self, path: str | os.PathLike) -> None:

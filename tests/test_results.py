@@ -46,3 +46,19 @@ def test_netcdf_round_trip(tmp_path, shape):
 def test_from_xarray_rejects_other_datasets():
     with pytest.raises(ValueError, match="not a trajectory"):
         Trajectory.from_xarray(xr.Dataset({"y": ("a", [1.0])}))
+
+
+def test_series_round_trip_and_shape_check(tmp_path):
+    traj = _trajectory()
+    n = traj.grid.shape[0]
+    traj.series["ess"] = torch.linspace(5, 2, n, dtype=torch.float64)
+    traj.series["resampled"] = torch.tensor([0, 1, 0, 1, 0][:n], dtype=torch.int8)
+    ds = traj.to_xarray()
+    assert ds["ess"].dims == ("step",) and list(ds["step_time"].values) == pytest.approx(traj.grid.tolist())
+    path = tmp_path / "t.nc"
+    traj.to_netcdf(path)
+    back = Trajectory.load(path)
+    assert torch.equal(back.series["ess"], traj.series["ess"])
+    assert torch.equal(back.series["resampled"], traj.series["resampled"])
+    with pytest.raises(ValueError, match="one value per grid time"):
+        Trajectory(traj.times, traj.states, traj.grid, "x", 0, series={"ess": torch.ones(n + 1)})

@@ -210,6 +210,80 @@ class GaussianMixture:
         second = self.covariances + centred[:, :, None] * centred[:, None, :]
         return torch.einsum("k,kij->ij", self.weights, second)
 
+    def product(self, other: GaussianMixture) -> tuple[GaussianMixture, float]:
+        r"""The normalised product :math:`p\,q/Z` of two mixtures and :math:`\log Z = \log\int p\,q`.
+
+        Each pair :math:`(k, l)` gives :math:`N(\mu_k;\nu_l, \Sigma_k + \Lambda_l)\,N(x; m_{kl}, C_{kl})` with
+        :math:`C_{kl} = (\Sigma_k^{-1} + \Lambda_l^{-1})^{-1}`, :math:`m_{kl} = C_{kl}(\Sigma_k^{-1}\mu_k +
+        \Lambda_l^{-1}\nu_l)` (the exact targets of product-of-experts samplers).
+        """
+        if not isinstance(other, GaussianMixture) or other.dim != self.dim:
+            raise ValueError("the product needs another GaussianMixture of the same dimension")
+        other = other.to(self.means)
+        p1, p2 = torch.cholesky_inverse(self.chol), torch.cholesky_inverse(other.chol)
+        cov = torch.linalg.inv(p1[:, None] + p2[None, :])  # (K, L, d, d)
+        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        h = (p1 @ self.means[..., None])[:, None] + (p2 @ other.means[..., None])[None, :]
+        means = (cov @ h).squeeze(-1)
+        pair = GaussianMixture._gaussian_log_pdf(
+            self.means[:, None].expand_as(means),
+            other.means[None, :].expand_as(means),
+            self.covariances[:, None] + other.covariances[None, :],
+        )
+        log_w = self.log_weights[:, None] + other.log_weights[None, :] + pair
+        return GaussianMixture._from_log_weights(
+            log_w.reshape(-1), means.reshape(-1, self.dim), cov.reshape(-1, self.dim, self.dim)
+        )
+
+    def tilt(self, precision: Tensor | None = None, shift: Tensor | None = None) -> tuple[GaussianMixture, float]:
+        r"""The normalised tilt :math:`p(x)\exp(-\tfrac12 x^\top P x + h^\top x)/Z` and :math:`\log Z`.
+
+        A Gaussian mixture again: component :math:`k` becomes :math:`N(m_k, C_k)` with
+        :math:`C_k = (\Sigma_k^{-1} + P)^{-1}`, :math:`m_k = C_k(\Sigma_k^{-1}\mu_k + h)` and weight
+        :math:`w_k\sqrt{|C_k|/|\Sigma_k|}\exp(\tfrac12 m_k^\top C_k^{-1} m_k - \tfrac12\mu_k^\top\Sigma_k^{-1}\mu_k)`.
+        It covers a linear reward :math:`\lambda a^\top x` (``shift`` :math:`\lambda a`), a quadratic one
+        :math:`-\tfrac\lambda2|x - c|^2` (``precision`` :math:`\lambda I`, ``shift`` :math:`\lambda c`) and a
+        linear-Gaussian likelihood :math:`N(y; Ax, \sigma^2 I)` (``precision`` :math:`A^\top A/\sigma^2`,
+        ``shift`` :math:`A^\top y/\sigma^2`).
+        """
+        d = self.dim
+        P = (
+            torch.zeros(d, d, dtype=self.means.dtype)
+            if precision is None
+            else torch.as_tensor(precision).to(self.means)
+        )
+        h = torch.zeros(d, dtype=self.means.dtype) if shift is None else torch.as_tensor(shift).to(self.means)
+        if P.shape != (d, d) or h.shape != (d,):
+            raise ValueError(f"precision must be ({d}, {d}) and shift ({d},); got {tuple(P.shape)}, {tuple(h.shape)}")
+        inv = torch.cholesky_inverse(self.chol)
+        cov = torch.linalg.inv(inv + P)
+        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        chol = cholesky_checked(cov, "the tilted covariances (the precision must keep them positive definite)")
+        lin = (inv @ self.means[..., None]).squeeze(-1) + h
+        means = (cov @ lin[..., None]).squeeze(-1)
+        log_w = (
+            self.log_weights
+            + 0.5 * (means * lin).sum(-1)
+            - 0.5 * (self.means * (inv @ self.means[..., None]).squeeze(-1)).sum(-1)
+            + torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+            - torch.log(torch.diagonal(self.chol, dim1=-2, dim2=-1)).sum(-1)
+        )
+        return GaussianMixture._from_log_weights(log_w, means, cov)
+
+    @staticmethod
+    def _gaussian_log_pdf(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+        chol = cholesky_checked(cov, "covariances")
+        r = torch.linalg.solve_triangular(chol, (x - mean)[..., None], upper=False).squeeze(-1)
+        half_log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        return -0.5 * (r**2).sum(-1) - half_log_det - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+    @staticmethod
+    def _from_log_weights(log_w: Tensor, means: Tensor, cov: Tensor) -> tuple[GaussianMixture, float]:
+        log_z = torch.logsumexp(log_w, 0)
+        keep = (log_w - log_z) > -700  # components whose weight underflows carry nothing
+        mixture = GaussianMixture(torch.exp(log_w[keep] - log_z), means[keep], cov[keep], dtype=means.dtype)
+        return mixture, float(log_z)
+
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` exact draws, shape ``(n, dim)``, from ``generator`` (on the generator's device)."""
         return sample_components(n, self.weights, self.means, self.chol, generator)

@@ -1,0 +1,167 @@
+"""The weighted-particle loop shared by the correctors, FK steering and the posterior sampler.
+
+One step at grid index ``i``: the method evaluates its fields at :math:`(t_i, X_i)` and returns a log-weight
+increment and a move; the particles are reweighted, resampled when the policy says so (before the move, so that
+copies of one particle receive different noise), then moved to :math:`t_{i+1}`. The loop records what
+DESIGN.md promises for weighted particles: log-weights and lineage at the recorded times (``extras``), and the
+ESS, resampling events and running :math:`\\log\\hat Z` at every grid time (``series``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .._checks import check_batch
+from ..grids import check_grid
+from ..integrate import NonFiniteStateError, _record_indices
+from ..results import Trajectory
+from ..smc import SCHEMES, DegenerateWeightsError, Particles, ResamplePolicy
+
+
+@dataclass
+class Move:
+    """What one step of a method returns: a log-weight increment ``(n,)`` (or ``None``) and ``advance(index)``,
+    which moves the particles (re-indexed by ``index`` when they were resampled) to the next grid time and
+    returns the new states. ``values`` are per-particle quantities at :math:`(t_i, X_i)` to record (e.g. reward)."""
+
+    log_increment: Tensor | None
+    advance: Callable[[Tensor | None], Tensor]
+    values: dict[str, Tensor] | None = None
+
+
+def fresh_generator(generator: torch.Generator | None, device) -> torch.Generator:
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.seed()
+    return generator
+
+
+def check_start(x: Tensor, log_weights: Tensor | None) -> tuple[Tensor, Tensor]:
+    check_batch(x, "start")
+    if not torch.isfinite(x).all():
+        raise ValueError("the start particles must be finite")
+    if log_weights is None:
+        return x, torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    if log_weights.shape != (x.shape[0],):
+        raise ValueError(f"start log-weights must have shape ({x.shape[0]},); got {tuple(log_weights.shape)}")
+    return x, log_weights.to(dtype=torch.float64, device=x.device)
+
+
+def check_policy(policy: ResamplePolicy, scheme: str) -> None:
+    if not isinstance(policy, ResamplePolicy):
+        raise TypeError(f"policy must be an interp.smc.ResamplePolicy, got {type(policy).__name__}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown resampling scheme {scheme!r}; choose from {sorted(SCHEMES)}")
+
+
+def run_weighted(
+    step: Callable[[int, Tensor, Tensor, Tensor], Move],
+    x: Tensor,
+    log_weights: Tensor | None,
+    grid,
+    *,
+    name: str,
+    policy: ResamplePolicy,
+    scheme: str,
+    generator: torch.Generator,
+    record,
+    progress: bool,
+    finish: Callable[[Tensor, Tensor], tuple[Tensor | None, dict[str, Tensor]]] | None = None,
+    log_normaliser: float = 0.0,
+    nfe: Callable[[], int],
+    attrs: dict | None = None,
+) -> Trajectory:
+    """Run ``step`` over ``grid`` with weighted particles; ``finish(t_end, x)`` may add a last log-weight
+    increment (FK steering's final correction) and values to record at the end."""
+    grid = check_grid(grid)
+    if not bool((grid[1:] > grid[:-1]).all()):
+        raise ValueError("weighted samplers run forward in time (data at t = 1): the grid must increase")
+    check_policy(policy, scheme)
+    keep = _record_indices(record, grid)
+    times = grid.to(device=x.device, dtype=x.dtype)
+    x, log_weights = check_start(x, log_weights)
+    particles = Particles(x, log_weights.clone(), log_normaliser=float(log_normaliser))
+    origin = torch.arange(x.shape[0], device=x.device)
+    n_steps = grid.shape[0] - 1
+    ess = torch.empty(n_steps + 1, dtype=torch.float64)
+    log_z = torch.empty(n_steps + 1, dtype=torch.float64)
+    resampled = torch.zeros(n_steps + 1, dtype=torch.int8)
+    states, weights, origins, values = [], [], [], {}
+
+    def keep_state(i: int, extra: dict[str, Tensor] | None):
+        if i in keep:
+            states.append(particles.x)
+            weights.append(particles.log_weights)
+            origins.append(origin)
+            for key, value in (extra or {}).items():
+                values.setdefault(key, {})[i] = value.detach()
+
+    ess[0], log_z[0] = particles.ess, particles.log_normaliser
+    pending: dict[str, Tensor] = {}
+    for i in tqdm(range(n_steps), desc=name, disable=None if progress else True, leave=False):
+        move = step(i, times[i], times[i + 1], particles.x)
+        keep_state(i, {**pending, **(move.values or {})})
+        pending = {}
+        if move.log_increment is not None:
+            particles.reweight(move.log_increment)
+        ess[i + 1] = particles.ess  # before resampling: how degenerate the weights became over the step
+        index = None
+        if particles.maybe_resample(policy, i, scheme, generator):
+            index = particles.ancestry[-1]
+            origin = origin[index]
+            resampled[i] = 1
+        particles.x = move.advance(index)
+        if not torch.isfinite(particles.x).all():
+            raise NonFiniteStateError(i, float(grid[i + 1]), name)
+        log_z[i + 1] = particles.log_normaliser
+    if finish is not None:
+        increment, pending = finish(times[-1], particles.x)
+        if increment is not None:
+            particles.reweight(increment)
+            ess[-1], log_z[-1] = particles.ess, particles.log_normaliser
+    keep_state(n_steps, pending)
+    extras = {"log_weight": torch.stack(weights), "origin": torch.stack(origins)}
+    for key, by_index in values.items():
+        if set(by_index) == set(keep):  # only quantities known at every recorded time
+            extras[key] = torch.stack([by_index[i] for i in keep])
+    out_attrs = {
+        "log_normaliser": particles.log_normaliser,
+        "resampling_scheme": scheme,
+        "resampling_policy": policy.kind,
+        "n_resampled": int(resampled.sum()),
+    }
+    out_attrs.update(attrs or {})
+    return Trajectory(
+        times=grid[keep].clone(),
+        states=torch.stack(states),
+        grid=grid.clone(),
+        solver=name,
+        nfe=nfe(),
+        seed=generator.initial_seed(),
+        attrs=out_attrs,
+        extras=extras,
+        series={"ess": ess, "log_normaliser": log_z, "resampled": resampled},
+    )
+
+
+def final_weights(trajectory: Trajectory) -> Tensor:
+    """Normalised weights ``(n,)`` of the last recorded particles of a weighted run."""
+    if "log_weight" not in trajectory.extras:
+        raise KeyError("this trajectory carries no particle weights")
+    lw = trajectory.extras["log_weight"][-1]
+    if torch.isnan(lw).any() or (lw == -torch.inf).all():
+        raise DegenerateWeightsError("the final log-weights are degenerate")
+    return torch.softmax(lw, 0)
+
+
+def weighted_resample(trajectory: Trajectory, n: int | None = None, scheme: str = "systematic", generator=None):
+    """Equally weighted draws ``(n, ...)`` from the last recorded particles of a weighted run."""
+    from ..smc import resample_indices
+
+    index = resample_indices(trajectory.extras["log_weight"][-1], scheme, n=n, generator=generator)
+    return trajectory.final[index.to(trajectory.final.device)]
