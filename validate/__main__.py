@@ -10,11 +10,21 @@ import argparse
 import sys
 import time
 
-from . import bridges, convergence, density, distributions, fast_solvers, langevin, learned, trajectories
+from . import bridges, convergence, density, distributions, fast_solvers, feynman_kac, langevin, learned, trajectories
 from .records import format_table, write_json
 from .report import write_report
 
-SUITES = ("distribution", "convergence", "learned", "density", "solvers", "bridges", "trajectories", "langevin")
+SUITES = (
+    "distribution",
+    "convergence",
+    "learned",
+    "density",
+    "solvers",
+    "bridges",
+    "trajectories",
+    "langevin",
+    "feynman-kac",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         records += trajectories.run(seed=args.seed)
     if "langevin" in suites:
         records += langevin.run(seed=args.seed)
+    if "feynman-kac" in suites:
+        records += feynman_kac.run(seed=args.seed)
     print(format_table(records))
     print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
     if args.json:
