@@ -41,3 +41,29 @@ def test_solvers_error_vs_nfe_from_a_table(tmp_path):
 def test_solvers_error_vs_nfe_refuses_a_missing_table(tmp_path):
     with pytest.raises(SystemExit):
         _script("solvers_error_vs_nfe").main(["--out", str(tmp_path), "--table", str(tmp_path / "none.nc")])
+
+
+def test_steering_reward_vs_nfe_from_bench_records(tmp_path):
+    xr = pytest.importorskip("xarray")
+    import json
+    from dataclasses import asdict
+
+    from validate.bench.steering import records_from_rows
+
+    rows = [dict(reward="linear", method="base", k=1, nfe=51, mean_reward=0.0)]
+    for k in (2, 4):
+        rows.append(dict(reward="linear", method="best-of-N", k=k, nfe=51 * k, mean_reward=0.5 * k))
+        rows.append(dict(reward="linear", method="svdd", k=k, nfe=50 * k, mean_reward=1.0 * k))
+    records = tmp_path / "steering.json"
+    records.write_text(json.dumps([asdict(r) for r in records_from_rows(rows)]))
+    out = tmp_path / "figs"
+    assert _script("steering_reward_vs_nfe").main(["--out", str(out), "--json", str(records)]) == 0
+    assert (out / "steering_reward_vs_nfe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = xr.load_dataset(out / "steering_reward_vs_nfe.nc", engine="h5netcdf")
+    assert float(back.reward_gain.sel(reward="linear", sampler="svdd", k=4)) == pytest.approx(4.0)
+    assert float(back.reward_gain.sel(reward="linear", sampler="best-of-N", k=2)) == pytest.approx(1.0)
+    assert float(back.nfe.sel(reward="linear", sampler="svdd", k=2)) == pytest.approx(100)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"bench": "solvers"}]))
+    with pytest.raises(SystemExit):
+        _script("steering_reward_vs_nfe").main(["--out", str(out), "--json", str(bad)])

@@ -10,9 +10,15 @@ from pathlib import Path
 
 from interp._files import write_atomically
 
-from . import density, langevin, solvers, training
+from . import density, langevin, solvers, steering, training
 
-BENCHES = {"training": training.run, "density": density.run, "solvers": solvers.run, "langevin": langevin.run}
+BENCHES = {
+    "training": training.run,
+    "density": density.run,
+    "solvers": solvers.run,
+    "langevin": langevin.run,
+    "steering": steering.run,
+}
 TABLES = {"solvers"}  # benches that can also write their full table as netCDF (--table)
 
 
