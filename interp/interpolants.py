@@ -334,6 +334,45 @@ class Posterior:
         return -self._c.gamma * self.score
 
 
+def matching_time(source: Interpolant, target: Interpolant, t: Tensor, iterations: int = 80) -> Tensor:
+    r"""The time of ``source`` with the signal-to-noise ratio :math:`\beta/\alpha` that ``target`` has at ``t``
+    (both Gaussian base; bisection on ``source.time_range``, where the SNR increases)."""
+    for interpolant in (source, target):
+        if not interpolant.gaussian_base:
+            raise ValueError("SNR matching needs Gaussian-base interpolants")
+    t = torch.as_tensor(t, dtype=torch.float64)
+    snr = target.schedule.beta(t) / target.schedule.alpha(t)
+    lo, hi = source.time_range
+    low, high = torch.full_like(t, lo), torch.full_like(t, hi)
+    s = source.schedule
+    if bool((s.beta(high) / s.alpha(high) < snr).any()) or bool((s.beta(low) / s.alpha(low) > snr).any()):
+        raise ValueError("the target's signal-to-noise ratio at t lies outside the source's range on its time_range")
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        below = s.beta(mid) / s.alpha(mid) < snr
+        low, high = torch.where(below, mid, low), torch.where(below, high, mid)
+    return 0.5 * (low + high)
+
+
+def rescheduled_score(score: Callable[[Tensor, Tensor], Tensor], source: Interpolant, target: Interpolant):
+    r"""A model's score read on another Gaussian-base schedule by matching signal-to-noise ratios.
+
+    At the source time :math:`s(t)` with the target's SNR, :math:`x_{src} = c\,x_{tgt}` with
+    :math:`c = \alpha_{src}(s)/\alpha_{tgt}(t)`, so :math:`\rho_{tgt}(x) = c^d\rho_{src}(cx)` and
+    :math:`\nabla\log\rho_{tgt}(x) = c\,\nabla\log\rho_{src}(cx)`: e.g. a flow-matching model run as a VP diffusion
+    (rollover budget forcing's optional conversion, Kim et al. 2025).
+    """
+
+    def converted(t, x):
+        tb = batch_time(t, x)
+        ts = matching_time(source, target, tb.double())
+        c = (source.schedule.alpha(ts) / target.schedule.alpha(tb.double())).to(x)
+        c = time_column(c, x)
+        return c * score(ts.to(x.dtype), c * x)
+
+    return converted
+
+
 # ---------------------------------------------------------------------- presets
 PRESETS: dict[str, Callable[[], Interpolant]] = {
     "linear": lambda: Interpolant(LinearSchedule(), name="linear"),

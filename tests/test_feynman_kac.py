@@ -25,7 +25,7 @@ from interp.feynman_kac import (
     score_from_velocity,
     svdd,
 )
-from interp.interpolants import preset
+from interp.interpolants import preset, rescheduled_score
 from interp.results import Trajectory
 from interp.smc import DegenerateWeightsError, ResamplePolicy
 
@@ -174,6 +174,32 @@ def test_cfg_and_rlg_are_the_same_geometric_target():
         assert float((var - 1 / 3).abs().max()) < 0.04
 
 
+def test_tempered_noise_variant_samples_the_same_target():
+    """noise="tempered" (epsilon = eta / B) changes the paths, not the target: N(m, 0.25 I) again."""
+    p = GaussianMixture(torch.ones(1), torch.tensor([[1.0, -1.0]]), 0.5)
+    exact = ExactMarginals(VP, STANDARD, p)
+    comp = anneal(exact.score, 2.0, divergence=exact.velocity_divergence)
+    for seed in SEEDS:
+        tr = fk_correct(comp, VP, _grid(200), n=3000, dim=2, noise="tempered", generator=_gen(seed), progress=False)
+        w = final_weights(tr)
+        mean = w @ tr.final
+        assert float((mean - p.means[0]).abs().max()) < 0.05
+        assert float((w @ (tr.final - mean) ** 2 - 0.25).abs().max()) < 0.03
+
+
+def test_flow_score_read_on_the_vp_schedule_is_the_exact_vp_score():
+    p = GaussianMixture(torch.tensor([0.4, 0.6]), torch.tensor([[-1.0, 0.0], [2.0, 1.0]]), 0.3)
+    flow = preset("flow")
+    on_flow, on_vp = ExactMarginals(flow, STANDARD, p), ExactMarginals(VP, STANDARD, p)
+    converted = rescheduled_score(on_flow.score, flow, VP)
+    for t in (0.05, 0.5, 0.99):
+        x = on_vp.sample(t, 64, generator=_gen(0))
+        tt = torch.tensor(t, dtype=torch.float64)
+        assert float((converted(tt, x) - on_vp.score(tt, x)).abs().max()) < 1e-10
+    with pytest.raises(ValueError, match="Gaussian-base"):
+        rescheduled_score(on_flow.score, preset("linear"), VP)(tt, x)
+
+
 def test_weighted_run_records_and_round_trips(tmp_path):
     p = GaussianMixture(torch.ones(1), torch.zeros(1, 2), 0.5)
     exact = ExactMarginals(VP, STANDARD, p)
@@ -268,6 +294,34 @@ def test_svdd_and_budget_forcing_raise_the_reward():
         assert float(r_best.mean()) > base_mean + 0.5
         assert float(tr.extras["reward"][-1].mean()) > base_mean + 1.0
         assert float(r_bf.mean()) > base_mean + 1.0
+
+
+def test_svdd_soft_selection_interpolates_between_base_and_argmax():
+    """alpha -> infinity selects uniformly (the base sampler's reward); alpha = 0 the argmax; in between, in between."""
+    exact = ExactMarginals(VP, STANDARD, PRIOR)
+    base = BaseSampler(VP, exact.score)
+    for seed in SEEDS:
+        means = [
+            float(
+                svdd(
+                    base,
+                    _linear_reward,
+                    _grid(30),
+                    proposals=4,
+                    alpha=a,
+                    n=300,
+                    dim=2,
+                    generator=_gen(seed),
+                    progress=False,
+                )
+                .extras["reward"][-1]
+                .mean()
+            )
+            for a in (1e6, 1.0, 0.0)
+        ]
+        _, r_base, _ = best_of_n(base, _linear_reward, _grid(30), n_candidates=1, n=300, dim=2, generator=_gen(seed))
+        assert abs(means[0] - float(r_base.mean())) < 0.5  # 300 outputs: standard error of the mean ~0.12
+        assert means[0] + 0.5 < means[1] < means[2]
 
 
 def test_steering_degenerate_rewards_raise_and_underflow_stays_finite():

@@ -4,7 +4,8 @@ SVDD (Li et al. 2024), rollover budget forcing (Kim et al. 2025) and best-of-N, 
 The base model is the interpolant SDE :math:`dX = [b + \epsilon s]\,dt + \sqrt{2\epsilon}\,dW` (t: 0 → 1, data at
 t = 1) of a score field (and, off a Gaussian base, a velocity field); a flow model's velocity gives the score on a
 Gaussian base (:func:`~interp.feynman_kac.score_from_velocity`), so a flow ODE becomes an SDE with the same
-marginals. The reward :math:`r` is evaluated on the data prediction :math:`\hat x_1(t, X_t)`.
+marginals, and :func:`interp.interpolants.rescheduled_score` moves it to a VP schedule by SNR matching (budget
+forcing's optional conversion). The reward :math:`r` is evaluated on the data prediction :math:`\hat x_1(t, X_t)`.
 
 NFE counts model evaluations per particle: one batched call on ``n`` states counts 1, on ``m * n`` candidate
 states counts ``m``.
