@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_batch
+from .._checks import check_batch, time_column
+from .._random import randn_like
 from ..grids import check_grid
 from ..integrate import NonFiniteStateError, _record_indices
 from ..results import Trajectory
@@ -32,6 +33,12 @@ class Move:
     log_increment: Tensor | None
     advance: Callable[[Tensor | None], Tensor]
     values: dict[str, Tensor] | None = None
+
+
+def euler_maruyama(x: Tensor, drift: Tensor, epsilon: Tensor, h: Tensor, generator) -> Tensor:
+    r"""One step :math:`x + h\,u + \sqrt{2\epsilon h}\,\xi` (``epsilon`` a one-element tensor)."""
+    scale = torch.sqrt(2 * epsilon * h).expand(x.shape[0])
+    return x + h * drift + time_column(scale, x) * randn_like(x, generator)
 
 
 def fresh_generator(generator: torch.Generator | None, device) -> torch.Generator:

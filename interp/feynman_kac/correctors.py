@@ -53,13 +53,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import time_column
-from .._random import randn_like
 from ..density.ode import field_divergence
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import ResamplePolicy
-from ._loop import Move, check_start, fresh_generator, run_weighted
+from ._loop import Move, check_start, euler_maruyama, fresh_generator, run_weighted
 
 Field = Callable[[Tensor, Tensor], Tensor]
 
@@ -322,8 +320,7 @@ def fk_correct(
 
         def advance(index: Tensor | None) -> Tensor:
             y, d = (x, drift) if index is None else (x[index], drift[index])
-            noise_scale = time_column(torch.sqrt(2 * eps * h).expand(y.shape[0]), y)
-            return y + h * d + noise_scale * randn_like(y, generator)
+            return euler_maruyama(y, d, eps, h, generator)
 
         return Move(increment, advance)
 

@@ -24,12 +24,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import time_column
-from .._random import randn_like
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import ResamplePolicy
-from ._loop import Move, check_start, fresh_generator, run_weighted
+from ._loop import Move, check_start, euler_maruyama, fresh_generator, run_weighted
 from .correctors import _noise_fn
 
 __all__ = ["linear_gaussian_start", "posterior_sample"]
@@ -98,8 +96,7 @@ def posterior_sample(
 
         def advance(index: Tensor | None) -> Tensor:
             y, d = (x, drift) if index is None else (x[index], drift[index])
-            scale = time_column(torch.sqrt(2 * eps * h).expand(y.shape[0]), y)
-            return y + h * d + scale * randn_like(y, generator)
+            return euler_maruyama(y, d, eps, h, generator)
 
         return Move((h * rate).double(), advance)
 

@@ -19,12 +19,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import time_column
-from .._random import randn_like
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import DegenerateWeightsError, ResamplePolicy
-from ._loop import Move, check_start, fresh_generator, run_weighted
+from ._loop import Move, check_start, euler_maruyama, fresh_generator, run_weighted
 from .correctors import gaussian_base_rates
 
 Field = Callable[[Tensor, Tensor], Tensor]
@@ -78,9 +76,7 @@ class BaseSampler:
         return post.velocity + self.epsilon(t).to(x) * s, post.x1
 
     def move(self, x: Tensor, drift: Tensor, t0: Tensor, t1: Tensor, generator) -> Tensor:
-        h = t1 - t0
-        scale = torch.sqrt(2 * self.epsilon(t0).to(x) * h)
-        return x + h * drift + time_column(scale.expand(x.shape[0]), x) * randn_like(x, generator)
+        return euler_maruyama(x, drift, self.epsilon(t0).to(x), t1 - t0, generator)
 
     def start(self, n: int, dim: int, t0: Tensor, generator, dtype, device) -> Tensor:
         if not self.interpolant.gaussian_base:
