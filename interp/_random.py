@@ -7,6 +7,15 @@ import torch
 from torch import Tensor
 
 
+def seeded_generator(generator: torch.Generator | None, device) -> torch.Generator:
+    """``generator``, or a fresh one on ``device`` seeded from the OS (its ``initial_seed()`` is recorded in results,
+    so the run can be repeated)."""
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.seed()
+    return generator
+
+
 def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Standard normal noise of ``x``'s shape and dtype."""
     device = generator.device if generator is not None else x.device

@@ -18,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._checks import check_batch
+from ._random import seeded_generator
 from .brownian import BrownianPath
 from .dynamics import SDE
 from .grids import check_grid
@@ -113,9 +114,7 @@ def integrate(
 
     seed = None
     if solver.stochastic and brownian is None:
-        if generator is None:
-            generator = torch.Generator(device=x0.device)
-            generator.seed()
+        generator = seeded_generator(generator, x0.device)
         seed = generator.initial_seed()
 
     times = grid.to(device=x0.device, dtype=x0.dtype)

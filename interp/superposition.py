@@ -30,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._checks import check_batch
+from ._random import seeded_generator
 from .density.ito import gaussian_base_coefficients, gaussian_base_rate
 from .density.ode import _flat_dot, _log_density_value
 from .grids import check_grid
@@ -111,9 +112,7 @@ def superpose(
     if w.shape != (m,) or not bool((w > 0).all()) or not bool(torch.isfinite(w).all()):
         raise ValueError(f"weights must be {m} positive finite numbers; got {weights}")
     log_w = torch.log(w / w.sum()).to(x.device)
-    if generator is None:
-        generator = torch.Generator(device=x.device)
-        generator.seed()
+    generator = seeded_generator(generator, x.device)
     times = grid.to(device=x.device, dtype=x.dtype)
     batch, dim = x.shape[0], x[0].numel()
 

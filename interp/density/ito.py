@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from .._checks import batch_time, check_batch, time_column
+from .._random import seeded_generator
 from ..brownian import BrownianPath
 from ..dynamics import SDE, _noise_scale_fn
 from ..integrate import integrate
@@ -304,9 +305,8 @@ def ito_log_density(
             return (-gaussian_base_coefficients(interpolant, t)[1]).clamp_min(0)
     else:
         epsilon = _noise_scale_fn(noise_scale)
-    if generator is None and brownian is None:
-        generator = torch.Generator(device=x.device)
-        generator.seed()
+    if brownian is None:
+        generator = seeded_generator(generator, x.device)
     probe_generator = torch.Generator(device=x.device)
     probe_generator.manual_seed((generator.initial_seed() if generator is not None else 0) + 7919)
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_batch
+from .._random import seeded_generator
 from ..integrate import integrate
 from ..results import Trajectory
 from ..solvers.base import Solver
@@ -199,9 +200,7 @@ def ode_log_density(
     seed = None
     probes = None
     if divergence == "hutchinson":
-        if generator is None:
-            generator = torch.Generator(device=x.device)
-            generator.seed()
+        generator = seeded_generator(generator, x.device)
         seed = generator.initial_seed()
         probes = draw_probes(x, n_probes, probe, generator)
     field = _AugmentedODE(velocity, x.shape, probes, create_graph=enable_grad)

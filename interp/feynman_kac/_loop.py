@@ -21,7 +21,7 @@ from .._random import randn_like
 from ..grids import check_grid
 from ..integrate import NonFiniteStateError, _record_indices
 from ..results import Trajectory
-from ..smc import SCHEMES, DegenerateWeightsError, Particles, ResamplePolicy
+from ..smc import SCHEMES, DegenerateWeightsError, Particles, ResamplePolicy, resample_indices
 
 
 @dataclass
@@ -39,13 +39,6 @@ def euler_maruyama(x: Tensor, drift: Tensor, epsilon: Tensor, h: Tensor, generat
     r"""One step :math:`x + h\,u + \sqrt{2\epsilon h}\,\xi` (``epsilon`` a one-element tensor)."""
     scale = torch.sqrt(2 * epsilon * h).expand(x.shape[0])
     return x + h * drift + time_column(scale, x) * randn_like(x, generator)
-
-
-def fresh_generator(generator: torch.Generator | None, device) -> torch.Generator:
-    if generator is None:
-        generator = torch.Generator(device=device)
-        generator.seed()
-    return generator
 
 
 def check_start(x: Tensor, log_weights: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -168,7 +161,5 @@ def final_weights(trajectory: Trajectory) -> Tensor:
 
 def weighted_resample(trajectory: Trajectory, n: int | None = None, scheme: str = "systematic", generator=None):
     """Equally weighted draws ``(n, ...)`` from the last recorded particles of a weighted run."""
-    from ..smc import resample_indices
-
     index = resample_indices(trajectory.extras["log_weight"][-1], scheme, n=n, generator=generator)
     return trajectory.final[index.to(trajectory.final.device)]

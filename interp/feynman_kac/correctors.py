@@ -53,11 +53,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._random import seeded_generator
 from ..density.ode import field_divergence
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import ResamplePolicy
-from ._loop import Move, check_start, euler_maruyama, fresh_generator, run_weighted
+from ._loop import Move, euler_maruyama, run_weighted
 
 Field = Callable[[Tensor, Tensor], Tensor]
 
@@ -246,7 +247,7 @@ def fk_correct(
     epsilon = _noise_fn(noise, interpolant, total)
     grid_t = torch.as_tensor(grid, dtype=torch.float64)
     device = torch.device(device) if device is not None else (generator.device if generator is not None else "cpu")
-    generator = fresh_generator(generator, device)
+    generator = seeded_generator(generator, device)
 
     if start is None:
         if not gaussian:
@@ -264,7 +265,6 @@ def fk_correct(
             )
     else:
         x, log_weights = start if isinstance(start, tuple) else (start, None)
-    x, log_weights = check_start(x, log_weights)
     calls = [0]
     experts = composition.experts
 

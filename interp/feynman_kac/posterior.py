@@ -24,10 +24,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._random import seeded_generator
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import ResamplePolicy
-from ._loop import Move, check_start, euler_maruyama, fresh_generator, run_weighted
+from ._loop import Move, euler_maruyama, run_weighted
 from .correctors import _noise_fn
 
 __all__ = ["linear_gaussian_start", "posterior_sample"]
@@ -76,8 +77,7 @@ def posterior_sample(
         raise ValueError("off a Gaussian base give the prior's velocity field")
     epsilon = _noise_fn(noise, interpolant, 1.0)
     x, log_weights = start if isinstance(start, tuple) else (start, None)
-    x, log_weights = check_start(x, log_weights)
-    generator = fresh_generator(generator, x.device)
+    generator = seeded_generator(generator, x.device)
     calls = [0]
 
     def step(i: int, t0: Tensor, t1: Tensor, x: Tensor) -> Move:
@@ -135,7 +135,7 @@ def linear_gaussian_start(
     cov = torch.linalg.inv(precision)
     mean = cov @ A.T @ y / noise_std**2
     chol = torch.linalg.cholesky(0.5 * (cov + cov.T))
-    generator = fresh_generator(generator, "cpu")
+    generator = seeded_generator(generator, "cpu")
     xi = torch.randn(n, d, generator=generator, dtype=torch.float64, device=generator.device).cpu()
     marginal = alpha0**2 * A @ A.T + noise_std**2 * torch.eye(m, dtype=torch.float64)
     log_z = float(torch.distributions.MultivariateNormal(torch.zeros(m, dtype=torch.float64), marginal).log_prob(y))

@@ -19,10 +19,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._random import seeded_generator
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import DegenerateWeightsError, ResamplePolicy
-from ._loop import Move, check_start, euler_maruyama, fresh_generator, run_weighted
+from ._loop import Move, check_start, euler_maruyama, run_weighted
 from .correctors import gaussian_base_rates
 
 Field = Callable[[Tensor, Tensor], Tensor]
@@ -101,7 +102,7 @@ def _setup(base, grid, start, n, dim, generator, dtype, device):
         raise TypeError(f"base must be a BaseSampler, got {type(base).__name__}")
     grid = torch.as_tensor(grid, dtype=torch.float64)
     device = torch.device(device) if device is not None else (generator.device if generator is not None else "cpu")
-    generator = fresh_generator(generator, device)
+    generator = seeded_generator(generator, device)
     if start is None:
         start = base.start(n, dim, grid[:1], generator, dtype, device)
     x, _ = check_start(start, None)
