@@ -1,16 +1,42 @@
 """interp: stochastic interpolants, solvers and samplers, checked against closed forms.
 
-The public API is what this module re-exports; submodules hold one concept each (see README, "Architecture").
+The public API is what this module re-exports; submodules hold one concept each (docs/design.md). Every
+subsystem is reachable as an attribute (``interp.langevin``, ``interp.feynman_kac``, ...) after ``import interp``.
 """
 
-__version__ = "0.1.0"
-
-from . import analytic, bridges, couplings, grids, losses, metrics, nets, schedules, solvers  # noqa: E402
-from .brownian import BrownianPath  # noqa: E402
-from .dynamics import SDE, generative_sde  # noqa: E402
-from .integrate import NonFiniteStateError, integrate  # noqa: E402
-from .interpolants import PRESETS, Interpolant, Posterior, preset  # noqa: E402
-from .results import Trajectory  # noqa: E402
+from . import (
+    analytic,
+    bridges,
+    couplings,
+    density,
+    diagnostics,
+    dynamics,
+    feynman_kac,
+    fields,
+    grid_search,
+    grids,
+    interpolants,
+    langevin,
+    losses,
+    metrics,
+    nets,
+    records,
+    results,
+    schedules,
+    smc,
+    solvers,
+    stepping,
+    superposition,
+    train,
+    wgf,
+)
+from ._version import __version__
+from .brownian import BrownianPath
+from .driver import integrate
+from .dynamics import SDE, generative_sde
+from .interpolants import PRESETS, Interpolant, Posterior, preset
+from .results import Trajectory
+from .stepping import NonFiniteStateError
 
 __all__ = [
     "PRESETS",
@@ -24,13 +50,28 @@ __all__ = [
     "analytic",
     "bridges",
     "couplings",
+    "density",
+    "diagnostics",
+    "dynamics",
+    "feynman_kac",
+    "fields",
     "generative_sde",
+    "grid_search",
     "grids",
     "integrate",
+    "interpolants",
+    "langevin",
     "losses",
     "metrics",
     "nets",
     "preset",
+    "records",
+    "results",
     "schedules",
+    "smc",
     "solvers",
+    "stepping",
+    "superposition",
+    "train",
+    "wgf",
 ]

@@ -81,3 +81,13 @@ def check_matrix(x, name: str, rows: str = "batch") -> Tensor:
     if not isinstance(x, Tensor) or x.ndim != 2:
         raise ValueError(f"{name} must be a ({rows}, dim) tensor; got {getattr(x, 'shape', type(x).__name__)}")
     return check_finite(x, name)
+
+
+def log_density_value(source, x: Tensor, what: str) -> Tensor:
+    """``source(x)`` (a callable) or ``source`` (a number or tensor) as one log-density per particle, ``(batch,)``,
+    in ``x``'s dtype; a ``ValueError`` naming ``what`` otherwise."""
+    value = source(x) if callable(source) else torch.as_tensor(source, dtype=x.dtype, device=x.device)
+    if not isinstance(value, Tensor) or value.shape != (x.shape[0],):
+        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"{what} must give one log-density per particle, shape ({x.shape[0]},); got {shape}")
+    return value.to(x.dtype)

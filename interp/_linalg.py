@@ -23,3 +23,8 @@ def symmetric_power(matrix: Tensor, power: float, name: str = "matrix") -> Tenso
             raise ValueError(f"{name} must be positive semi-definite; smallest eigenvalue {float(values.min()):.3g}")
         values = values.clamp(min=0)
     return (vectors * values.pow(power).unsqueeze(-2)) @ vectors.transpose(-1, -2)
+
+
+def flat_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-particle inner product ``(batch,)`` of two ``(batch, ...)`` tensors."""
+    return (a * b).reshape(a.shape[0], -1).sum(-1)

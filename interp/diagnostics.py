@@ -29,8 +29,8 @@ from torch import Tensor
 
 from ._checks import check_matrix
 from .density import field_divergence
+from .driver import integrate
 from .dynamics import generative_sde
-from .integrate import integrate
 from .metrics import wasserstein
 from .solvers import RK4, EulerMaruyama
 

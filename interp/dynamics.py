@@ -59,7 +59,8 @@ def constant_noise_sde(drift: Field, scale: float) -> SDE:
     return SDE(drift, diffusion, additive=True)
 
 
-def _noise_scale_fn(noise_scale) -> NoiseScale:
+def noise_scale_fn(noise_scale) -> NoiseScale:
+    """:math:`\\epsilon(t)` as a callable of ``t``: ``noise_scale`` itself if callable, else the constant (>= 0)."""
     if callable(noise_scale):
         return noise_scale
     value = float(noise_scale)
@@ -76,7 +77,7 @@ def generative_sde(velocity: Field, score: Field, noise_scale, *, backward: bool
     Example:
         >>> sde = generative_sde(exact.velocity, exact.score, 0.5)  # doctest: +SKIP
     """
-    eps = _noise_scale_fn(noise_scale)
+    eps = noise_scale_fn(noise_scale)
     sign = -1.0 if backward else 1.0
 
     def epsilon(t, x) -> Tensor:

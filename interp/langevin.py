@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_matrix
 from ._random import rand, randn_like
-from .integrate import NonFiniteStateError
+from .stepping import NonFiniteStateError
 
 __all__ = [
     "BAOAB",
@@ -142,7 +142,7 @@ def _check_state(x: Tensor) -> Tensor:
 
 
 def _finite(x: Tensor, kernel, state: LangevinState) -> Tensor:
-    """``x``, or :class:`~interp.integrate.NonFiniteStateError` naming the step before the target sees it."""
+    """``x``, or :class:`~interp.stepping.NonFiniteStateError` naming the step before the target sees it."""
     if not torch.isfinite(x).all():
         step = state.steps + 1
         raise NonFiniteStateError(step, step * kernel.step_size, f"{type(kernel).__name__} (reduce step_size)")
@@ -349,7 +349,7 @@ class DenoisingMCMC:
         progress: bool = True,
     ) -> DenoisingResult:
         """Run the chains from ``x0`` ``(chains, dim)`` (starting at the middle level) and denoise them."""
-        from .integrate import integrate
+        from .driver import integrate
         from .solvers import RK4
 
         if (log_density is None) == (level_predictor is None):
@@ -417,7 +417,7 @@ def run_chains(
 ) -> Chains:
     """Run ``kernel`` for ``n_steps`` from ``x0`` ``(chains, dim)``; keep every ``thin``-th state after ``burn_in``.
 
-    Raises :class:`~interp.integrate.NonFiniteStateError` naming the step when a chain leaves the finite states.
+    Raises :class:`~interp.stepping.NonFiniteStateError` naming the step when a chain leaves the finite states.
     """
     target = as_target(target)
     for name, value, low in (("n_steps", n_steps, 1), ("burn_in", burn_in, 0), ("thin", thin, 1)):

@@ -24,8 +24,10 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-from . import __version__
 from ._files import write_atomically
+from ._version import __version__
+
+__all__ = ["Trajectory", "netcdf_engine", "write_atomically", "write_netcdf"]
 
 
 @dataclass

@@ -16,7 +16,7 @@ D|s_i|^2]dt`, and the path is driven by a combined score :math:`s_\kappa = \sum_
   pseudo-inverse: when the scores coincide the constraints vanish and :math:`\kappa = 1/M` (the guard of
   ALGORITHMS.md §2). For two models :math:`\kappa_1 = \tfrac12 + \langle\Delta, n\rangle/(2Dh|\Delta|^2)`.
 
-The loop is its own (Euler–Maruyama) rather than :func:`interp.integrate.integrate` because AND's drift depends
+The loop is its own (Euler–Maruyama) rather than :func:`interp.integrate` because AND's drift depends
 on the step's own noise, which no SDE-solver interface expresses.
 """
 
@@ -29,21 +29,22 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._checks import check_batch
+from ._checks import check_batch, log_density_value
+from ._linalg import flat_dot
 from ._random import seeded_generator
 from .density.ito import gaussian_base_coefficients, gaussian_base_rate
-from .density.ode import _flat_dot, _log_density_value
 from .grids import check_grid
-from .integrate import NonFiniteStateError, _record_indices
 from .interpolants import Interpolant
 from .results import Trajectory
+from .stepping import NonFiniteStateError, record_indices
 
 Field = Callable[[Tensor, Tensor], Tensor]
 MODES = ("or", "and")
 
 
-def _and_weights(scores: Tensor, noise: Tensor, d_h: Tensor) -> Tensor:
-    """Solve for ``kappa`` ``(batch, M)`` from scores ``(M, batch, n)``, noise ``(batch, n)``, ``D*h`` ``(batch,)``."""
+def and_weights(scores: Tensor, noise: Tensor, d_h: Tensor) -> Tensor:
+    """AND's mixing weights: solve for ``kappa`` ``(batch, M)`` from scores ``(M, batch, n)``, noise
+    ``(batch, n)`` and ``D*h`` ``(batch,)``."""
     m = scores.shape[0]
     last = scores[-1]
     rows, rhs = [], []
@@ -129,10 +130,10 @@ def superpose(
     if len(log_density_start) != m:
         raise ValueError(f"log_density_start needs one entry per model ({m}); got {len(log_density_start)}")
     ell = torch.stack(
-        [_log_density_value(src, x, f"log_density_start[{i}]") for i, src in enumerate(log_density_start)], -1
+        [log_density_value(src, x, f"log_density_start[{i}]") for i, src in enumerate(log_density_start)], -1
     )
 
-    indices = set(_record_indices(record, grid))
+    indices = set(record_indices(record, grid))
     states, log_densities, kappas = [], [], []
     nfe = 0
     kappa = torch.softmax(temperature * (ell + log_w), -1) if mode == "or" else torch.full_like(ell, 1.0 / m)
@@ -154,11 +155,11 @@ def superpose(
         if mode == "or":
             kappa = torch.softmax(temperature * (ell + log_w), -1)
         else:
-            kappa = _and_weights(flat_s, noise.reshape(batch, -1), (d * h).expand(batch))
+            kappa = and_weights(flat_s, noise.reshape(batch, -1), (d * h).expand(batch))
         s_kappa = torch.einsum("bk,kbn->bn", kappa, flat_s).reshape(x.shape)
         dx = f * x * h - 2 * d * h * s_kappa + noise
         rate = torch.stack([gaussian_base_rate(x, s[k], f, d) for k in range(m)], -1)
-        ell = ell + torch.stack([_flat_dot(s[k], dx) for k in range(m)], -1) + h * rate
+        ell = ell + torch.stack([flat_dot(s[k], dx) for k in range(m)], -1) + h * rate
         x = x + dx
         if check_finite and not (torch.isfinite(x).all() and torch.isfinite(ell).all()):
             raise NonFiniteStateError(i, float(times[i + 1]), f"superpose-{mode}")

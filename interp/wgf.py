@@ -29,8 +29,8 @@ import xarray as xr
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .integrate import NonFiniteStateError
 from .langevin import LangevinTarget, as_target
+from .stepping import NonFiniteStateError
 
 __all__ = ["FlowResult", "kde_log_density", "kde_score", "local_bandwidth", "svgd", "wgf"]
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from interp.integrate import integrate
+from interp import integrate
 from interp.solvers import DPMSolverPP, UniPC
 from validate.bench import solvers as bench
 
@@ -18,7 +18,7 @@ def problem():
 
 
 def test_trained_betas_reproduce_the_continuous_schedule(problem):
-    betas = torch.tensor(bench._trained_betas(problem), dtype=torch.float64)
+    betas = torch.tensor(bench.trained_betas(problem), dtype=torch.float64)
     alphas_cumprod = torch.cumprod(1 - betas, 0)
     t = 1 - torch.arange(1, bench.TRAIN_STEPS + 1, dtype=torch.float64) / bench.TRAIN_STEPS
     assert torch.allclose(alphas_cumprod, problem.beta(t) ** 2, rtol=1e-10)
@@ -51,7 +51,7 @@ def test_diffusers_matches_interp_on_its_grid(problem, peer, ours, nfe):
     class_name, options = bench.DIFFUSERS[peer]
     scheduler = getattr(diffusers, class_name)(
         num_train_timesteps=bench.TRAIN_STEPS,
-        trained_betas=bench._trained_betas(problem),
+        trained_betas=bench.trained_betas(problem),
         final_sigmas_type="sigma_min",
         **options,
     )

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.analytic import ExactMarginals, GaussianMixture
 from interp.dynamics import generative_sde
 from interp.grid_search import SearchedGrid, search_grid, solve
-from interp.integrate import integrate
 from interp.interpolants import Interpolant, preset
 from interp.schedules import CustomSchedule
 from interp.solvers import (

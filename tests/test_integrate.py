@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from interp import grids
+from interp import NonFiniteStateError, grids, integrate
 from interp.brownian import BrownianPath
 from interp.dynamics import SDE
-from interp.integrate import NonFiniteStateError, integrate
 from interp.solvers import RK4, Euler, EulerMaruyama, Heun, Torchdiffeq
 
 

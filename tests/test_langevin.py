@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
+from interp import NonFiniteStateError
 from interp.analytic import Banana, GaussianMixture
-from interp.integrate import NonFiniteStateError
 from interp.langevin import (
     BAOAB,
     MALA,

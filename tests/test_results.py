@@ -2,9 +2,8 @@ import pytest
 import torch
 import xarray as xr
 
-from interp import __version__, grids
+from interp import __version__, grids, integrate
 from interp.dynamics import SDE
-from interp.integrate import integrate
 from interp.results import Trajectory
 from interp.solvers import EulerMaruyama
 

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.dynamics import SDE, generative_sde
-from interp.integrate import integrate
 from interp.solvers import (
     ODE_SOLVERS,
     EulerMaruyama,

@@ -4,7 +4,7 @@ import torch
 from interp.fields import LearnedField
 from interp.interpolants import preset
 from interp.losses import Parameterisation
-from interp.superposition import _and_weights, superpose
+from interp.superposition import and_weights, superpose
 from validate.density import four_gaussians
 
 SEEDS = (0, 1, 2)
@@ -41,7 +41,7 @@ def test_and_weights_solve_the_constraint_and_guard_equal_scores():
     g = torch.Generator().manual_seed(0)
     scores, noise = torch.randn(3, 5, 4, generator=g), torch.randn(5, 4, generator=g)
     d_h = torch.full((5,), -0.01)
-    kappa = _and_weights(scores, noise, d_h)
+    kappa = and_weights(scores, noise, d_h)
     assert torch.allclose(kappa.sum(-1), torch.ones(5))
     s_kappa = torch.einsum("bk,kbn->bn", kappa, scores)
     for i in range(2):  # every difference l_i - l_M unchanged by the step
@@ -50,7 +50,7 @@ def test_and_weights_solve_the_constraint_and_guard_equal_scores():
         rhs = ((delta * noise).sum(-1) + d_h * ((scores[i] ** 2).sum(-1) - (scores[-1] ** 2).sum(-1))) / (2 * d_h)
         assert torch.allclose(lhs, rhs, atol=1e-8)
     same = scores[:1].expand(2, -1, -1)
-    assert torch.allclose(_and_weights(same, noise, d_h), torch.full((5, 2), 0.5))
+    assert torch.allclose(and_weights(same, noise, d_h), torch.full((5, 2), 0.5))
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.analytic import ExactMarginals, GaussianMixture
 from interp.couplings import ExactOTCoupling
 from interp.fields import LearnedField
-from interp.integrate import integrate
 from interp.interpolants import preset
 from interp.losses import InterpolantLoss, Parameterisation
 from interp.nets import MLP

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from interp import integrate
 from interp.dynamics import generative_sde
-from interp.integrate import integrate
 from interp.interpolants import preset
 from interp.solvers import EulerMaruyama
 from validate import distributions
 from validate.cases import exact_marginals
 from validate.convergence import fitted_order
-from validate.records import check, format_table, write_json
+from validate.records import check, format_table, write_records
 
 
 def test_records_follow_their_op_and_reject_nan(tmp_path):
@@ -23,9 +23,9 @@ def test_records_follow_their_op_and_reject_nan(tmp_path):
         check("s", "c", "m", "x", 1.0, 2.0, "<")
     records = [check("s", "c", "m", "x", 1.0, 2.0), check("s", "c", "m", "y", 3.0, 2.0)]
     path = tmp_path / "r.json"
-    write_json(records, str(path))
+    write_records(records, str(path))
     loaded = json.loads(path.read_text())
-    assert set(loaded[0]) == {"suite", "case", "method", "metric", "value", "tolerance", "op", "passed"}
+    assert set(loaded[0]) == {"suite", "case", "method", "metric", "value", "tolerance", "op", "passed", "tier"}
     assert [r["passed"] for r in loaded] == [True, False]
     assert format_table(records).splitlines()[-1] == "1 passed, 1 failed"
 
@@ -41,35 +41,35 @@ def test_distribution_checks_pass_exact_and_fail_a_wrong_sde(seed):
     interpolant = preset("linear")
     exact = exact_marginals(interpolant, 2)
     generator = torch.Generator().manual_seed(seed)
-    ref = distributions._Reference(exact, 1.0, 400, 2, generator)
+    ref = distributions.ExactReference(exact, 1.0, 400, 2, generator)
     x0 = exact.sample(0.0, 800, generator)
     right = generative_sde(exact.velocity, exact.score, 0.5)
     wrong = generative_sde(exact.velocity, exact.score, 0.5, backward=True)  # b - eps s run forward: biased
     results = {}
     for label, sde in (("right", right), ("wrong", wrong)):
         final = integrate(
-            sde, x0, distributions._grid(0.0, 1.0, 200), EulerMaruyama(), generator=generator, progress=False
+            sde, x0, distributions.time_grid(0.0, 1.0, 200), EulerMaruyama(), generator=generator, progress=False
         ).final
-        results[label] = distributions._compare("linear/2d", label, final, ref, generator)
+        results[label] = distributions.compare_samples("linear/2d", label, final, ref, generator)
     assert all(r.passed for r in results["right"])
     assert not all(r.passed for r in results["wrong"])
     assert max(r.value for r in results["wrong"] if r.metric.startswith("logrho_z")) > 10
 
 
 def test_check_grid_contains_check_times():
-    grid = distributions._grid(0.0, 0.999, 10)
+    grid = distributions.time_grid(0.0, 0.999, 10)
     for t in distributions.CHECK_TIMES:
         assert np.isclose(grid.numpy(), t).any()
-    back = distributions._grid(1.0, 0.0, 10)
+    back = distributions.time_grid(1.0, 0.0, 10)
     assert back[0] == 1.0 and (back[1:] < back[:-1]).all()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_langevin_moment_check_passes_exact_draws_and_catches_a_small_bias(seed):
-    from validate.langevin import Z, _max_z
+    from validate.langevin import Z, max_z
 
     g = torch.Generator().manual_seed(seed)
     draws = torch.randn(500, 40, 2, generator=g, dtype=torch.float64)  # independent exact draws of N(0, I)
     mean, second = torch.zeros(2), torch.ones(2)
-    assert _max_z(draws, mean, second) < Z
-    assert _max_z(draws + 0.05, mean, second) > Z  # a bias of 0.05 sd is 11 standard errors here
+    assert max_z(draws, mean, second) < Z
+    assert max_z(draws + 0.05, mean, second) > Z  # a bias of 0.05 sd is 11 standard errors here

@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import bridges, convergence, density, distributions, fast_solvers, feynman_kac, langevin, learned, trajectories
-from .records import format_table, write_json
+from .records import format_table, write_records
 from .report import write_report
 
 RUNNERS = {  # "distribution" (first) also returns the 2D samples of the report
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(records))
     print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
     if args.json:
-        write_json(records, args.json)
+        write_records(records, args.json)
     if args.out:
         for path in write_report(records, samples, args.out):
             print(f"wrote {path}")

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.bridges import (
     DSBM,
     SF2M,
@@ -34,13 +34,11 @@ from interp.bridges import (
     mixture_benchmark,
     simulate_snapshots,
 )
-from interp.integrate import integrate
 from interp.metrics import bw2_uvp, wasserstein
 from interp.nets import MLP
+from interp.records import Record, check
 from interp.solvers import EulerMaruyama
 from interp.train import TrainConfig
-
-from .records import Record, check
 
 SUITE = "bridges"
 ALGEBRA = 1e-8

@@ -21,15 +21,14 @@ import math
 import numpy as np
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.brownian import BrownianPath
 from interp.dynamics import SDE
-from interp.integrate import integrate
 from interp.interpolants import preset
+from interp.records import Record, check
 from interp.solvers import ODE_SOLVERS, EulerMaruyama, StochasticHeun, Torchdiffeq
 
 from .cases import exact_marginals
-from .records import Record, check
 
 TOLERANCE = 0.2
 

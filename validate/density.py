@@ -27,11 +27,11 @@ import torch
 from interp.analytic import ExactMarginals, GaussianMixture
 from interp.density import gaussian_base_coefficients, ito_log_density, log_likelihood
 from interp.interpolants import preset
+from interp.records import Record, check
 from interp.solvers import RK4, Torchdiffeq
 from interp.superposition import superpose
 
 from .cases import exact_marginals
-from .records import Record, check
 
 ODE_ERROR = 0.01
 ITO_ERROR = 0.05

@@ -17,21 +17,21 @@ import math
 
 import torch
 
+from interp import integrate
 from interp.dynamics import generative_sde
-from interp.integrate import integrate
 from interp.interpolants import PRESETS, preset
 from interp.metrics import median_bandwidth, mmd, monte_carlo_floor, sliced_wasserstein2
+from interp.records import Record, check
 from interp.solvers import RK4, EulerMaruyama
 
 from .cases import exact_marginals
-from .records import Record, check
 
 RATIO = 2.0
 Z_MAX = 4.0
 CHECK_TIMES = (0.25, 0.5, 0.75)
 
 
-def _grid(t_start: float, t_end: float, n_steps: int) -> torch.Tensor:
+def time_grid(t_start: float, t_end: float, n_steps: int) -> torch.Tensor:
     """Uniform steps with the check times inserted (so the path is recorded exactly there)."""
     base = torch.linspace(t_start, t_end, n_steps + 1, dtype=torch.float64)
     inner = [t for t in CHECK_TIMES if min(t_start, t_end) < t < max(t_start, t_end)]
@@ -39,7 +39,7 @@ def _grid(t_start: float, t_end: float, n_steps: int) -> torch.Tensor:
     return grid if t_end > t_start else grid.flip(0)
 
 
-class _Reference:
+class ExactReference:
     """Exact samples, Monte-Carlo floors and log-density moments at one time, computed once per case."""
 
     def __init__(self, exact, t: float, n: int, repeats: int, generator: torch.Generator):
@@ -64,9 +64,11 @@ def _metrics(generator, bandwidth: float):
     }
 
 
-def _compare(
-    suite_case: str, method: str, samples: torch.Tensor, ref: _Reference, generator, suite: str = "distribution"
+def compare_samples(
+    suite_case: str, method: str, samples: torch.Tensor, ref: ExactReference, generator, suite: str = "distribution"
 ) -> list[Record]:
+    """Sliced W2 and MMD over the Monte-Carlo floor (averaged over groups of ``ref.n``) and the exact log-density
+    z-score of ``samples`` against the exact marginal in ``ref``."""
     groups = samples.split(ref.n)
     label = f"t={ref.t:.3g}"
     records = []
@@ -102,7 +104,7 @@ def run(
             exact = exact_marginals(interpolant, dim)
             t_start, t_end = interpolant.time_range
             times = [t for t in CHECK_TIMES if t_start < t < t_end] + [t_end]
-            refs = {t: _Reference(exact, t, n, repeats, generator) for t in times}
+            refs = {t: ExactReference(exact, t, n, repeats, generator) for t in times}
             x0 = exact.sample(t_start, n * repeats, generator)
             runs = [("ode-rk4", exact.velocity, RK4(), ode_steps)]
             for eps in noise_scales:
@@ -112,31 +114,31 @@ def run(
                 traj = integrate(
                     dynamics,
                     x0,
-                    _grid(t_start, t_end, steps),
+                    time_grid(t_start, t_end, steps),
                     solver,
                     generator=generator,
                     record=list(times),
                     progress=False,
                 )
                 for t in times:
-                    records += _compare(f"{name}/{dim}d", method, traj.at(t), refs[t], generator)
+                    records += compare_samples(f"{name}/{dim}d", method, traj.at(t), refs[t], generator)
                 if outputs is not None and dim == 2:
                     outputs[(name, method)] = (traj.final, exact.marginal(t_end))
             if backward and dim == 2:
                 eps = max(noise_scales)
-                back_refs = {t: _Reference(exact, t, n, repeats, generator) for t in [t_start]}
+                back_refs = {t: ExactReference(exact, t, n, repeats, generator) for t in [t_start]}
                 back_refs.update({t: refs[t] for t in times[:-1]})
                 sde = generative_sde(exact.velocity, exact.score, eps, backward=True)
                 x1 = exact.sample(t_end, n * repeats, generator)
                 traj = integrate(
                     sde,
                     x1,
-                    _grid(t_end, t_start, sde_steps),
+                    time_grid(t_end, t_start, sde_steps),
                     EulerMaruyama(),
                     generator=generator,
                     record=list(back_refs),
                     progress=False,
                 )
                 for t, ref in back_refs.items():
-                    records += _compare(f"{name}/{dim}d", f"sde-backward-eps{eps:g}", traj.at(t), ref, generator)
+                    records += compare_samples(f"{name}/{dim}d", f"sde-backward-eps{eps:g}", traj.at(t), ref, generator)
     return records

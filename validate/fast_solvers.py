@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.grid_search import search_grid
 from interp.grids import invert_monotone
-from interp.integrate import integrate
 from interp.interpolants import preset
+from interp.records import Record, check
 from interp.solvers import (
     DEIS,
     GHVB,
@@ -40,8 +40,7 @@ from interp.solvers import (
 
 from .cases import exact_marginals
 from .convergence import fitted_order
-from .distributions import _compare, _Reference
-from .records import Record, check
+from .distributions import ExactReference, compare_samples
 
 TOLERANCE = 0.25
 T_START, T_END = 0.0, 1.0 - 1e-3
@@ -133,14 +132,16 @@ def nfe10_records(seed: int, n: int = 1000, repeats: int = 4, dims=(2, 16), pilo
     records = []
     for dim in dims:
         exact = exact_marginals(interpolant, dim)
-        ref = _Reference(exact, T_END, n, repeats, generator)
+        ref = ExactReference(exact, T_END, n, repeats, generator)
         x0 = exact.sample(T_START, n * repeats, generator)
         grid = grids.log_snr_uniform(interpolant.schedule, 10, T_START, T_END)
         case = f"gmm-{dim}d/vp/nfe10"
         for solver in (DPMSolverPP(interpolant, 2), UniPC(interpolant, 2), DEIS(interpolant, 3)):
             final = integrate(exact.velocity, x0, grid, solver, progress=False).final
             records += [
-                r for r in _compare(case, solver.name, final, ref, generator, suite="solvers") if "floor" in r.metric
+                r
+                for r in compare_samples(case, solver.name, final, ref, generator, suite="solvers")
+                if "floor" in r.metric
             ]
         solver = DPMSolverPP(interpolant, 2)
         x_pilot = exact.sample(T_START, pilot, generator)
@@ -148,7 +149,7 @@ def nfe10_records(seed: int, n: int = 1000, repeats: int = 4, dims=(2, 16), pilo
             exact.velocity, solver, x_pilot, tight(exact, x_pilot, T_START, T_END), grid, iterations=100
         )
         final = integrate(exact.velocity, x0, searched.tensor(), solver, progress=False).final
-        searched_records = _compare(case, f"{solver.name}/searched-grid", final, ref, generator, suite="solvers")
+        searched_records = compare_samples(case, f"{solver.name}/searched-grid", final, ref, generator, suite="solvers")
         # The exact log-density of the samples sees the NFE-10 bias of every grid in 16D (z ~ 15, standard and
         # searched alike); in 2D the searched grid removes it. Checked where it holds, reported in the README.
         records += [r for r in searched_records if dim == 2 or "floor" in r.metric]
@@ -159,12 +160,12 @@ def sde_records(seed: int, n: int = 1000, repeats: int = 4, steps: int = 50) -> 
     generator = torch.Generator().manual_seed(seed)
     interpolant = preset("vp")
     exact = exact_marginals(interpolant, 2)
-    ref = _Reference(exact, T_END, n, repeats, generator)
+    ref = ExactReference(exact, T_END, n, repeats, generator)
     x0 = exact.sample(T_START, n * repeats, generator)
     solver = SDEDPMSolverPP(interpolant, 2)
     grid = grids.log_snr_uniform(interpolant.schedule, steps, T_START, T_END)
     final = integrate(exact.velocity, x0, grid, solver, generator=generator, progress=False).final
-    return _compare(f"gmm-2d/vp/{steps}-steps", solver.name, final, ref, generator, suite="solvers")
+    return compare_samples(f"gmm-2d/vp/{steps}-steps", solver.name, final, ref, generator, suite="solvers")
 
 
 def run(seed: int = 0) -> list[Record]:

@@ -49,9 +49,8 @@ from interp.feynman_kac import (
 )
 from interp.interpolants import preset
 from interp.metrics import sliced_wasserstein2
+from interp.records import Record, check
 from interp.smc import ResamplePolicy
-
-from .records import Record, check
 
 SUITE = "feynman-kac"
 N, STEPS = 2000, 200
@@ -173,11 +172,13 @@ DIRECTION = torch.tensor([1.0, 0.5], dtype=torch.float64)
 CENTRE = torch.tensor([0.0, 1.5], dtype=torch.float64)
 
 
-def _linear(x):
+def linear_reward(x):
+    """r(x) = ⟨d, x⟩ with d = (1, 0.5): the linear reward of the steering checks and bench."""
     return x @ DIRECTION.to(x)
 
 
-def _quadratic(x):
+def quadratic_reward(x):
+    """r(x) = −|x − c|²/2 with c = (0, 1.5): the quadratic reward of the steering checks and bench."""
     return -0.5 * ((x - CENTRE.to(x)) ** 2).sum(1)
 
 
@@ -188,10 +189,10 @@ def _steering(seed: int) -> list[Record]:
     # the quadratic reward on early, poor data predictions would resample the lineages away before the modes
     # separate: its potentials act in the second half of the path only (a resampling window)
     for case, reward, lam, window, tilt in (
-        ("steer-linear", _linear, 1.0, None, dict(shift=DIRECTION)),
+        ("steer-linear", linear_reward, 1.0, None, dict(shift=DIRECTION)),
         (
             "steer-quadratic",
-            _quadratic,
+            quadratic_reward,
             2.0,
             (STEPS // 2, STEPS - 1),
             dict(precision=2.0 * torch.eye(2, dtype=torch.float64), shift=2.0 * CENTRE),
@@ -207,10 +208,10 @@ def _steering(seed: int) -> list[Record]:
             check(SUITE, case, "fk-steer-diff", "log_z_error", abs(tr.attrs["log_normaliser"] - log_z), LOG_Z)
         )
     n = 500
-    _, r_base, _ = best_of_n(base, _linear, _grid(), n_candidates=1, n=n, dim=2, generator=_gen(seed))
-    _, r_bon, nfe_bon = best_of_n(base, _linear, _grid(), n_candidates=4, n=n, dim=2, generator=_gen(seed))
-    tr = svdd(base, _linear, _grid(), proposals=4, n=n, dim=2, generator=_gen(seed), progress=False)
-    _, r_bf, nfe_bf = budget_forcing(base, _linear, _grid(), budget=2, n=n, dim=2, generator=_gen(seed))
+    _, r_base, _ = best_of_n(base, linear_reward, _grid(), n_candidates=1, n=n, dim=2, generator=_gen(seed))
+    _, r_bon, nfe_bon = best_of_n(base, linear_reward, _grid(), n_candidates=4, n=n, dim=2, generator=_gen(seed))
+    tr = svdd(base, linear_reward, _grid(), proposals=4, n=n, dim=2, generator=_gen(seed), progress=False)
+    _, r_bf, nfe_bf = budget_forcing(base, linear_reward, _grid(), budget=2, n=n, dim=2, generator=_gen(seed))
     base_mean, bon_mean = float(r_base.mean()), float(r_bon.mean())
     for method, mean, nfe in (
         ("svdd-4", float(tr.extras["reward"][-1].mean()), tr.nfe),

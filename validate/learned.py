@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.analytic import ExactMarginals, ring_mixture
 from interp.couplings import ExactOTCoupling, IndependentCoupling, squared_distances
-from interp.integrate import integrate
 from interp.interpolants import preset
 from interp.losses import InterpolantLoss, Parameterisation
 from interp.nets import MLP
+from interp.records import Record, check
 from interp.solvers import RK4, Euler
 from interp.train import TrainConfig, Trainer
 
 from .cases import source_mixture
-from .distributions import _compare, _Reference
-from .records import Record, check
+from .distributions import ExactReference, compare_samples
 
 RATIO = 3.0
 VELOCITY_ERROR = 0.25
@@ -55,14 +54,14 @@ def run(seed: int = 0, steps: int = 3000, n: int = 1000, repeats: int = 4) -> li
     interpolant = preset("linear")
     exact = ExactMarginals(interpolant, source_mixture(2), ring_mixture(n_modes=8, radius=3.0, std=0.5))
     records: list[Record] = []
-    ref = _Reference(exact, 1.0, n, repeats, generator)
+    ref = ExactReference(exact, 1.0, n, repeats, generator)
     x0 = exact.sample(0.0, n * repeats, generator).float()  # the networks are float32
     straightness = {}
     for coupling in (IndependentCoupling(), ExactOTCoupling()):
         model = _train(exact, coupling, seed, steps)
         with torch.no_grad():
             final = integrate(model, x0, grids.uniform(40), RK4(), progress=False).final
-            for r in _compare("learned/2d", f"{coupling.name}/rk4", final, ref, generator):
+            for r in compare_samples("learned/2d", f"{coupling.name}/rk4", final, ref, generator):
                 if r.metric.startswith(("sliced", "mmd")):
                     records.append(check("learned", r.case, r.method, r.metric, r.value, RATIO))
             gap = float(ref.marginal.log_density(final.double()).mean()) - ref.log_density_mean

@@ -1,39 +1,14 @@
-"""Check records: one per check, in the format DESIGN.md promises for ``python -m validate --json``."""
+"""The check table printed by ``python -m validate``; the record schema itself is :mod:`interp.records`."""
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass
+from interp.records import Record, check, write_records
 
-
-@dataclass(frozen=True)
-class Record:
-    suite: str
-    case: str
-    method: str
-    metric: str
-    value: float
-    tolerance: float
-    op: str
-    passed: bool
-
-
-def check(suite: str, case: str, method: str, metric: str, value: float, tolerance: float, op: str = "<=") -> Record:
-    """A record whose ``passed`` is ``value op tolerance`` (a NaN value never passes)."""
-    if op not in ("<=", ">="):
-        raise ValueError(f"op must be '<=' or '>='; got {op!r}")
-    value, tolerance = float(value), float(tolerance)
-    passed = (not math.isnan(value)) and (value <= tolerance if op == "<=" else value >= tolerance)
-    return Record(suite, case, method, metric, value, tolerance, op, bool(passed))
-
-
-def write_json(records: list[Record], path: str) -> None:
-    with open(path, "w") as f:
-        json.dump([asdict(r) for r in records], f, indent=1)
+__all__ = ["Record", "check", "format_table", "write_records"]
 
 
 def format_table(records: list[Record]) -> str:
+    """One line per check and a closing ``N passed, N failed`` line."""
     header = f"{'suite':<13} {'case':<26} {'method':<22} {'metric':<24} {'value':>10}    {'tolerance':>9}  ok"
     lines = [header, "-" * len(header)]
     for r in records:

@@ -10,9 +10,8 @@ import torch
 import xarray as xr
 
 from interp import __version__
+from interp.records import Record
 from interp.results import write_netcdf
-
-from .records import Record
 
 
 def records_dataset(records: list[Record], samples: dict) -> xr.Dataset:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .records import Record, check
+from interp.records import Record, check
 
 SUITE = "trajectories"
 RATIO = 1.0

@@ -32,7 +32,7 @@ class ExactMarginals:
     r"""Closed-form :math:`\rho_t` and its fields for an :class:`~interp.interpolants.Interpolant` between mixtures.
 
     Every field method has the field signature ``(t, x) -> Tensor`` with ``t`` a scalar or ``(batch,)`` and
-    ``x`` of shape ``(batch, dim)``, so they plug into :func:`interp.integrate.integrate` directly.
+    ``x`` of shape ``(batch, dim)``, so they plug into :func:`interp.integrate` directly.
 
     Example:
         >>> from interp.interpolants import preset

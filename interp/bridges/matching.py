@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from .._checks import time_column
 from ..couplings import Coupling, EntropicOTCoupling, IndependentCoupling
+from ..driver import integrate
 from ..dynamics import SDE, constant_noise_sde
-from ..integrate import integrate
 from ..interpolants import Interpolant
 from ..losses import InterpolantLoss, Parameterisation
 from ..results import Trajectory

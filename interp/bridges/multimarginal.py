@@ -36,9 +36,9 @@ import xarray as xr
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
+from ..driver import integrate
 from ..dynamics import constant_noise_sde
-from ..integrate import integrate
 from ..results import write_netcdf
 from ..solvers import RK4, EulerMaruyama
 from .references import Brownian, fit_reference
@@ -98,7 +98,7 @@ class MultiMarginalResult:
             values = [[p.get(name, float("nan")) for name in names] for p in self.parameters]
             data["parameters"] = (("iteration", "parameter"), values)
             coords["parameter"] = names
-        attrs = {"snapshot_times": self.snapshot_times.cpu().numpy(), "package_version": __version__}
+        attrs = {"snapshot_times": self.snapshot_times.cpu().numpy(), "interp_version": __version__}
         attrs.update(self.attrs)
         return xr.Dataset(data, coords=coords, attrs=attrs)
 

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 
 from .._random import randn_like
 from ..couplings import Coupling, EntropicOTCoupling, ExactOTCoupling, IndependentCoupling
+from ..driver import integrate
 from ..dynamics import constant_noise_sde
-from ..integrate import integrate
 from ..losses import InterpolantLoss, sample_times
 from ..results import Trajectory
 from ..solvers import RK4, EulerMaruyama

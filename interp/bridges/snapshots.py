@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import as_tensor
+from ..driver import integrate
 from ..dynamics import SDE, constant_noise_sde
-from ..integrate import integrate
 from ..solvers import EulerMaruyama
 from ..solvers.base import SDESolver
 

@@ -44,23 +44,17 @@ import torch
 from torch import Tensor
 
 from .._checks import batch_time, check_batch, time_column
+from .._linalg import flat_dot
 from .._random import seeded_generator
 from ..brownian import BrownianPath
-from ..dynamics import SDE, _noise_scale_fn
-from ..integrate import integrate
+from ..driver import integrate
+from ..dynamics import SDE, noise_scale_fn
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..solvers.base import SDESolver
 from ..solvers.sde import EulerMaruyama
-from .ode import (
-    Field,
-    _anchor,
-    _check_divergence_options,
-    _FirstCallErrors,
-    _flat_dot,
-    draw_probes,
-    field_divergence,
-)
+from ._shared import FirstCallErrors, anchor, check_divergence_options
+from .ode import Field, draw_probes, field_divergence
 
 SCHEMES = ("ito", "trapezoid")
 
@@ -88,7 +82,7 @@ def gaussian_base_coefficients(interpolant: Interpolant, t: Tensor) -> tuple[Ten
 def gaussian_base_rate(x: Tensor, s: Tensor, f: Tensor, d: Tensor) -> Tensor:
     r""":math:`-d f - f\langle x, s\rangle + D|s|^2`, ``(batch,)``: the Itô rate of a Gaussian base with matched noise
     (the Laplacian cancelled), for ``f``, ``D`` of shape ``(1,)`` or ``(batch,)``."""
-    return -x[0].numel() * f - f * _flat_dot(x, s) + d * _flat_dot(s, s)
+    return -x[0].numel() * f - f * flat_dot(x, s) + d * flat_dot(s, s)
 
 
 class _ItoFields:
@@ -124,7 +118,7 @@ class _ItoFields:
             if entry_key == key and entry_x is x:
                 return entry
         if self.first_call is None:
-            self.first_call = _FirstCallErrors(x.shape)
+            self.first_call = FirstCallErrors(x.shape)
         with self.first_call("score field"):
             s = self.score_fn(t, x)
             if not isinstance(s, Tensor) or s.shape != x.shape:
@@ -186,7 +180,7 @@ class _ItoFields:
             def combined(tt, xx):
                 return self.velocity_fn(tt, xx) - cc * self.score_fn(tt, xx)
 
-            value = -self._divergence(combined, t, x) - _flat_dot(b, s)
+            value = -self._divergence(combined, t, x) - flat_dot(b, s)
         p["rate"][c] = value
         return value
 
@@ -221,10 +215,10 @@ class _ItoTracking(SDESolver):
         x_new, base = self.solver.step(sde, t0, t1, x, dw, state.base)
         dx = x_new - x
         if self.scheme == "ito":
-            increment = _flat_dot(p0["s"], dx) + h * increment_rate
+            increment = flat_dot(p0["s"], dx) + h * increment_rate
         else:
             p1 = fields.at(t1, x_new)
-            increment = 0.5 * _flat_dot(p0["s"] + p1["s"], dx) + 0.5 * h * (rate0 + fields.rate(t1, x_new, 0.0))
+            increment = 0.5 * flat_dot(p0["s"] + p1["s"], dx) + 0.5 * h * (rate0 + fields.rate(t1, x_new, 0.0))
         return x_new, _TrackState(base, state.change + increment)
 
 
@@ -286,7 +280,7 @@ def ito_log_density(
         )
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}; got {scheme!r}")
-    _check_divergence_options(divergence, 1, probe)
+    check_divergence_options(divergence, 1, probe)
     if velocity is None and (interpolant is None or not interpolant.gaussian_base):
         raise ValueError("give velocity=, or a Gaussian-base interpolant= from which b = f x - D s follows")
     solver = EulerMaruyama() if solver is None else solver
@@ -304,7 +298,7 @@ def ito_log_density(
         def epsilon(t):
             return (-gaussian_base_coefficients(interpolant, t)[1]).clamp_min(0)
     else:
-        epsilon = _noise_scale_fn(noise_scale)
+        epsilon = noise_scale_fn(noise_scale)
     if brownian is None:
         generator = seeded_generator(generator, x.device)
     probe_generator = torch.Generator(device=x.device)
@@ -329,7 +323,7 @@ def ito_log_density(
             progress=progress,
         )
     change = traj.extras.pop("log_density_change")
-    name, value = _anchor(change, traj.states, log_density_start, log_density_end)
+    name, value = anchor(change, traj.states, log_density_start, log_density_end)
     traj.extras[name] = value
     traj.attrs.update(
         route="ito",

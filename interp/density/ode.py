@@ -19,22 +19,18 @@ import torch
 from torch import Tensor
 
 from .._checks import check_batch
+from .._linalg import flat_dot
 from .._random import seeded_generator
-from ..integrate import integrate
+from ..driver import integrate
 from ..results import Trajectory
 from ..solvers.base import Solver
 from ..solvers.ode import RK4
+from ._shared import PROBES, FirstCallErrors, anchor, check_divergence_options
 
 Field = Callable[[Tensor, Tensor], Tensor]
-DIVERGENCES = ("exact", "hutchinson")
-PROBES = ("rademacher", "gaussian")
 
 
 # ---------------------------------------------------------------------- divergence
-def _flat_dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).reshape(a.shape[0], -1).sum(-1)
-
-
 def draw_probes(x: Tensor, n_probes: int, probe: str, generator: torch.Generator | None) -> Tensor:
     """Hutchinson probes ``(n_probes, batch, ...)``: Rademacher (±1) or standard Gaussian, in ``x``'s dtype."""
     if probe not in PROBES:
@@ -84,59 +80,11 @@ def field_divergence(
             estimates = []
             for k in range(probes.shape[0]):
                 (vjp,) = torch.autograd.grad(out, xg, probes[k], retain_graph=True, create_graph=create_graph)
-                estimates.append(_flat_dot(vjp, probes[k]))
+                estimates.append(flat_dot(vjp, probes[k]))
             div = torch.stack(estimates)
     if not create_graph:
         out, div = out.detach(), div.detach()
     return out, div
-
-
-def _check_divergence_options(divergence: str, n_probes: int, probe: str) -> None:
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {DIVERGENCES}; got {divergence!r}")
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {PROBES}; got {probe!r}")
-    if not (isinstance(n_probes, int) and n_probes >= 1):
-        raise ValueError(f"n_probes must be a positive int; got {n_probes!r}")
-
-
-def _log_density_value(source, x: Tensor, what: str) -> Tensor:
-    value = source(x) if callable(source) else torch.as_tensor(source, dtype=x.dtype, device=x.device)
-    if not isinstance(value, Tensor) or value.shape != (x.shape[0],):
-        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"{what} must give one log-density per particle, shape ({x.shape[0]},); got {shape}")
-    return value.to(x.dtype)
-
-
-def _anchor(change: Tensor, states: Tensor, log_density_start, log_density_end) -> tuple[str, Tensor]:
-    """Turn the change ``(time, batch, ...)`` since ``grid[0]`` into log-densities, anchored at one end."""
-    if log_density_start is not None and log_density_end is not None:
-        raise ValueError("give log_density_start or log_density_end, not both")
-    extra = (1,) * (change.ndim - 2)
-    if log_density_start is not None:
-        start = _log_density_value(log_density_start, states[0], "log_density_start")
-        return "log_density", start.reshape(start.shape + extra) + change
-    if log_density_end is not None:
-        end = _log_density_value(log_density_end, states[-1], "log_density_end")
-        return "log_density", end.reshape(end.shape + extra) + change - change[-1]
-    return "log_density_change", change
-
-
-class _FirstCallErrors:
-    """Re-raise a failure of the field's first evaluation as a ``ValueError`` naming the state shape."""
-
-    def __init__(self, shape):
-        self.shape, self.first = tuple(shape), True
-
-    @contextlib.contextmanager
-    def __call__(self, what: str):
-        try:
-            yield
-        except (RuntimeError, ValueError, TypeError, IndexError) as error:
-            if not self.first:
-                raise
-            raise ValueError(f"the {what} could not be evaluated on a state of shape {self.shape}: {error}") from error
-        self.first = False
 
 
 # ---------------------------------------------------------------------- ODE route
@@ -146,7 +94,7 @@ class _AugmentedODE:
     def __init__(self, field: Field, shape, probes: Tensor | None, create_graph: bool):
         self.field, self.shape, self.probes, self.create_graph = field, tuple(shape), probes, create_graph
         self.columns = 1 if probes is None else probes.shape[0]
-        self.first_call = _FirstCallErrors(shape)
+        self.first_call = FirstCallErrors(shape)
 
     def __call__(self, t, y: Tensor) -> Tensor:
         x = y[:, : -self.columns].reshape(self.shape)
@@ -193,7 +141,7 @@ def ode_log_density(
     solver = RK4() if solver is None else solver
     if not isinstance(solver, Solver) or solver.stochastic:
         raise TypeError(f"the ODE route needs an ODE solver (fixed-step or Torchdiffeq); got {solver!r}")
-    _check_divergence_options(divergence, n_probes, probe)
+    check_divergence_options(divergence, n_probes, probe)
     check_batch(x, "x")
     if log_density_start is not None and log_density_end is not None:
         raise ValueError("give log_density_start or log_density_end, not both")
@@ -211,7 +159,7 @@ def ode_log_density(
     n = traj.states.shape[0]
     states = traj.states[..., : -field.columns].reshape((n,) + tuple(x.shape))
     change = traj.states[..., -field.columns :]  # (time, batch, K)
-    name, value = _anchor(change, states, log_density_start, log_density_end)
+    name, value = anchor(change, states, log_density_start, log_density_end)
     extras = {name: value.mean(-1)}
     if field.columns > 1:
         extras[name + "_se"] = value.std(-1) / math.sqrt(field.columns)

@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from .._checks import check_batch, time_column
 from .._random import randn_like
 from ..grids import check_grid
-from ..integrate import NonFiniteStateError, _record_indices
 from ..results import Trajectory
 from ..smc import SCHEMES, DegenerateWeightsError, Particles, ResamplePolicy, resample_indices
+from ..stepping import NonFiniteStateError, record_indices
 
 
 @dataclass
@@ -82,7 +82,7 @@ def run_weighted(
     if not bool((grid[1:] > grid[:-1]).all()):
         raise ValueError("weighted samplers run forward in time (data at t = 1): the grid must increase")
     check_policy(policy, scheme)
-    keep = _record_indices(record, grid)
+    keep = record_indices(record, grid)
     times = grid.to(device=x.device, dtype=x.dtype)
     x, log_weights = check_start(x, log_weights)
     particles = Particles(x, log_weights.clone(), log_normaliser=float(log_normaliser))

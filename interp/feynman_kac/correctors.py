@@ -173,7 +173,9 @@ def gaussian_base_rates(interpolant: Interpolant, t: Tensor) -> tuple[Tensor, Te
     return s.beta_dot(t) / beta, (alpha**2 * s.beta_dot(t) - s.alpha_alpha_dot(t) * beta) / beta
 
 
-def _noise_fn(noise, interpolant: Interpolant, total: float) -> Callable[[Tensor], Tensor]:
+def noise_fn(noise, interpolant: Interpolant, total: float) -> Callable[[Tensor], Tensor]:
+    """The samplers' :math:`\\epsilon(t)`: ``"diffusion"`` (the Gaussian-base rate η(t)), ``"tempered"`` (η/``total``),
+    a number >= 0 or a callable of ``t``."""
     if noise in ("diffusion", "tempered"):
         if not interpolant.gaussian_base:
             raise ValueError(f"noise={noise!r} needs a Gaussian-base interpolant; give a number or a callable")
@@ -244,7 +246,7 @@ def fk_correct(
         raise ValueError("off a Gaussian base every expert needs its velocity field")
     policy = ResamplePolicy("ess", 0.5) if policy is None else policy
     total = composition.total_exponent
-    epsilon = _noise_fn(noise, interpolant, total)
+    epsilon = noise_fn(noise, interpolant, total)
     grid_t = torch.as_tensor(grid, dtype=torch.float64)
     device = torch.device(device) if device is not None else (generator.device if generator is not None else "cpu")
     generator = seeded_generator(generator, device)

@@ -29,7 +29,7 @@ from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import ResamplePolicy
 from ._loop import Move, euler_maruyama, run_weighted
-from .correctors import _noise_fn
+from .correctors import noise_fn
 
 __all__ = ["linear_gaussian_start", "posterior_sample"]
 
@@ -75,7 +75,7 @@ def posterior_sample(
     """
     if velocity is None and not interpolant.gaussian_base:
         raise ValueError("off a Gaussian base give the prior's velocity field")
-    epsilon = _noise_fn(noise, interpolant, 1.0)
+    epsilon = noise_fn(noise, interpolant, 1.0)
     x, log_weights = start if isinstance(start, tuple) else (start, None)
     generator = seeded_generator(generator, x.device)
     calls = [0]

@@ -1,20 +1,14 @@
-"""Solvers: fixed-step ODE (:mod:`.ode`), exponential integrators for Gaussian-base interpolants
-(:mod:`.exponential`, :mod:`.multistep`, :mod:`.momentum`), fixed-step SDE (:mod:`.sde`), adaptive via libraries
-(:mod:`.adaptive`)."""
+"""Solvers, each a class with ``init``/``step`` and a declared order: fixed-step ODE (:mod:`.ode`), exponential
+integrators for Gaussian-base interpolants (the shared base :mod:`.prediction`; :mod:`.dpm_solver`,
+:mod:`.multistep`, :mod:`.momentum`), fixed-step SDE (:mod:`.sde`), adaptive via libraries (:mod:`.adaptive`)."""
 
 from .adaptive import Torchdiffeq, Torchsde
 from .base import AdaptiveSolver, ODESolver, SDESolver, Solver
-from .exponential import (
-    DiffusionView,
-    DPMSolver,
-    DPMSolverPP,
-    PredictionSolver,
-    dpm_solver_fast_orders,
-    dynamic_threshold,
-)
+from .dpm_solver import DPMSolver, DPMSolverPP, dpm_solver_fast_orders
 from .momentum import GHVB, LML, HeavyBall, ghvb_weights
 from .multistep import ADAMS_BASHFORTH, DEIS, IPNDM, UniPC
 from .ode import ODE_SOLVERS, RK4, Euler, ExplicitRungeKutta, Heun, Midpoint
+from .prediction import DiffusionView, NoiseSpaceSolver, PredictionSolver, dynamic_threshold
 from .sde import SDE_SOLVERS, EulerMaruyama, SDEDPMSolverPP, StochasticHeun
 
 __all__ = [
@@ -36,6 +30,7 @@ __all__ = [
     "HeavyBall",
     "Heun",
     "Midpoint",
+    "NoiseSpaceSolver",
     "ODESolver",
     "PredictionSolver",
     "SDEDPMSolverPP",

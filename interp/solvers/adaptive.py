@@ -16,10 +16,24 @@ from ..brownian import brownian_interval
 from ..dynamics import SDE
 from .base import AdaptiveSolver
 
-try:  # torchdiffeq keeps its method table private; check names early when it is there
-    from torchdiffeq._impl.odeint import SOLVERS as _TORCHDIFFEQ_METHODS
-except ImportError:  # pragma: no cover - a later torchdiffeq may move it; odeint still validates
-    _TORCHDIFFEQ_METHODS = None
+# The method names torchdiffeq.odeint documents (its own table is private, so it is not read here): an unknown
+# name is refused when the solver is built rather than deep inside odeint.
+TORCHDIFFEQ_METHODS = (
+    "adaptive_heun",
+    "bosh3",
+    "dopri5",
+    "dopri8",
+    "euler",
+    "explicit_adams",
+    "fehlberg2",
+    "fixed_adams",
+    "heun2",
+    "heun3",
+    "implicit_adams",
+    "midpoint",
+    "rk4",
+    "scipy_solver",
+)
 
 _ADAPTIVE_RK = {"dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2"}
 _ITO_METHODS = {"euler", "milstein", "srk"}
@@ -30,8 +44,8 @@ class Torchdiffeq(AdaptiveSolver):
     """Any :func:`torchdiffeq.odeint` method (``dopri5``, ``dopri8``, ``bosh3``, ``rk4``, ...)."""
 
     def __init__(self, method: str = "dopri5", rtol: float = 1e-7, atol: float = 1e-9, options: dict | None = None):
-        if _TORCHDIFFEQ_METHODS is not None and method not in _TORCHDIFFEQ_METHODS:
-            raise ValueError(f"unknown torchdiffeq method {method!r}; choose from {sorted(_TORCHDIFFEQ_METHODS)}")
+        if method not in TORCHDIFFEQ_METHODS:
+            raise ValueError(f"unknown torchdiffeq method {method!r}; choose from {list(TORCHDIFFEQ_METHODS)}")
         if not (rtol > 0 and atol >= 0):
             raise ValueError(f"need rtol > 0 and atol >= 0; got rtol={rtol}, atol={atol}")
         self.method, self.rtol, self.atol, self.options = method, rtol, atol, options

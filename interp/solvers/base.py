@@ -4,7 +4,7 @@ A solver is a small object (STYLE.md, after diffrax): ``init`` builds its state,
 interval and returns the new state. Capabilities are declared (``order``, ``strong_order``, ``weak_order``,
 ``stochastic``, ``adaptive``) and checked against the dynamics before any step is taken, with an error that
 says what is missing. The driver loop, recording, progress and finiteness checks live in
-:func:`interp.integrate.integrate`, not in the solvers.
+:func:`interp.integrate`, not in the solvers.
 """
 
 from __future__ import annotations

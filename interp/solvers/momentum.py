@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from ..interpolants import Interpolant
 from .base import ODESolver, init_state
-from .exponential import StepHistory
-from .multistep import ADAMS_BASHFORTH, _NoiseSpace
+from .multistep import ADAMS_BASHFORTH
+from .prediction import NoiseSpaceSolver, StepHistory
 
 
 def ghvb_weights(order: int, beta: float) -> tuple[float, ...]:
@@ -40,7 +40,7 @@ def ghvb_weights(order: int, beta: float) -> tuple[float, ...]:
     return tuple(w / b for w in table[order])
 
 
-class _Momentum(_NoiseSpace):
+class _Momentum(NoiseSpaceSolver):
     prefix = "momentum"
 
     def __init__(

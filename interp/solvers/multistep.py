@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..interpolants import Interpolant
-from .exponential import PredictionSolver, StepHistory, multistep_orders
+from .prediction import NoiseSpaceSolver, PredictionSolver, StepHistory, multistep_orders
 
 ADAMS_BASHFORTH = {1: (1.0,), 2: (1.5, -0.5), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
 """Adams–Bashforth weights for equal steps, newest value first."""
@@ -31,28 +31,7 @@ ADAMS_BASHFORTH = {1: (1.0,), 2: (1.5, -0.5), 3: (23 / 12, -16 / 12, 5 / 12), 4:
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
 
 
-class _NoiseSpace(PredictionSolver):
-    r"""Shared by the solvers that step :math:`\bar x = x/a` in :math:`\rho = n/a` with the noise prediction."""
-
-    parameterisation = "noise"
-
-    def rho(self, t: Tensor) -> Tensor:
-        return self.view.noise(t) / self.view.signal(t)
-
-    def rho_dot(self, t: Tensor) -> Tensor:
-        r""":math:`d\rho/dt = (\dot\alpha\beta - \alpha\dot\beta)/\beta^2`, with
-        :math:`\dot\alpha = \alpha\dot\alpha/\alpha` (finite where
-        :math:`\dot\alpha` alone is not, as for VP near ``t = 1``)."""
-        s = self.view.schedule
-        alpha, beta = s.alpha(t), s.beta(t)
-        return (s.alpha_alpha_dot(t) * beta / alpha - alpha * s.beta_dot(t)) / beta**2
-
-    def advance(self, x: Tensor, t0: Tensor, t1: Tensor, increment: Tensor) -> Tensor:
-        """``x`` at ``t1`` from :math:`\\bar x_1 = \\bar x_0 + ` ``increment``."""
-        return self.view.signal(t1) * (x / self.view.signal(t0) + increment)
-
-
-class DEIS(_NoiseSpace):
+class DEIS(NoiseSpaceSolver):
     r"""DEIS tAB-``order`` (1, 2 or 3): exponential Adams–Bashforth with a Lagrange basis in time.
 
     One evaluation per step; warm start with lower orders (``order`` = 1 is DDIM).
@@ -95,7 +74,7 @@ class DEIS(_NoiseSpace):
         return self.advance(x, t0, t1, increment), state
 
 
-class IPNDM(_NoiseSpace):
+class IPNDM(NoiseSpaceSolver):
     r"""iPNDM (Zhang & Chen 2023, App. D): :math:`\bar x_{i+1} = \bar x_i + (\rho_{i+1}-\rho_i)\sum_j w_j
     \hat\epsilon_{i-j}` with the equal-step Adams–Bashforth weights of order ``order`` (1-4), lower orders
     while the history fills. Its declared order holds on grids uniform in :math:`\rho`; elsewhere the fixed

@@ -42,29 +42,39 @@ class ExplicitRungeKutta(ODESolver):
         return x + h * increment, state
 
     def __repr__(self):
+        if type(self) is not ExplicitRungeKutta:
+            return f"{type(self).__name__}()"
         return f"ExplicitRungeKutta({self.name!r}, order={self.order})"
 
 
-def Euler() -> ExplicitRungeKutta:
+class Euler(ExplicitRungeKutta):
     """Forward Euler, order 1."""
-    return ExplicitRungeKutta("euler", [[]], [1.0], [0.0], order=1)
+
+    def __init__(self):
+        super().__init__("euler", [[]], [1.0], [0.0], order=1)
 
 
-def Heun() -> ExplicitRungeKutta:
+class Heun(ExplicitRungeKutta):
     """Heun's method (explicit trapezoid), order 2."""
-    return ExplicitRungeKutta("heun", [[], [1.0]], [0.5, 0.5], [0.0, 1.0], order=2)
+
+    def __init__(self):
+        super().__init__("heun", [[], [1.0]], [0.5, 0.5], [0.0, 1.0], order=2)
 
 
-def Midpoint() -> ExplicitRungeKutta:
+class Midpoint(ExplicitRungeKutta):
     """Explicit midpoint, order 2."""
-    return ExplicitRungeKutta("midpoint", [[], [0.5]], [0.0, 1.0], [0.0, 0.5], order=2)
+
+    def __init__(self):
+        super().__init__("midpoint", [[], [0.5]], [0.0, 1.0], [0.0, 0.5], order=2)
 
 
-def RK4() -> ExplicitRungeKutta:
+class RK4(ExplicitRungeKutta):
     """The classical fourth-order Runge–Kutta method."""
-    return ExplicitRungeKutta(
-        "rk4", [[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6], [0.0, 0.5, 0.5, 1.0], order=4
-    )
+
+    def __init__(self):
+        super().__init__(
+            "rk4", [[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]], [1 / 6, 1 / 3, 1 / 3, 1 / 6], [0.0, 0.5, 0.5, 1.0], order=4
+        )
 
 
 ODE_SOLVERS = {"euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4}

@@ -17,7 +17,7 @@ import torch
 
 from ..dynamics import SDE
 from .base import SDESolver
-from .exponential import PredictionSolver
+from .prediction import PredictionSolver
 
 
 class EulerMaruyama(SDESolver):
@@ -61,7 +61,7 @@ class SDEDPMSolverPP(PredictionSolver):
         x_t = \tfrac{n_t}{n_s}e^{-h}x_s + a_t(1-e^{-2h})\big(\hat x_s + \tfrac12 D_1\big)
               + n_t\sqrt{1-e^{-2h}}\,\xi ,
 
-    with :math:`D_1` the 2M difference of :class:`~interp.solvers.exponential.DPMSolverPP` (0 for order 1) and
+    with :math:`D_1` the 2M difference of :class:`~interp.solvers.DPMSolverPP` (0 for order 1) and
     :math:`\xi = \Delta W/\sqrt{|\Delta t|}` taken from the driver's Brownian increment, so seeds and
     :class:`~interp.brownian.BrownianPath` work as for any SDE solver. Its dynamics is the *field* (the noise
     level is implied by the schedule), not an :class:`~interp.dynamics.SDE`. One evaluation per step.

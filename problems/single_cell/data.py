@@ -29,7 +29,8 @@ class FetchError(RuntimeError):
     """A dataset could not be fetched or unpacked."""
 
 
-def _anndata():
+def anndata_module():
+    """The ``anndata`` module, or an ImportError saying which extra installs it."""
     try:
         import anndata
     except ImportError as error:  # pragma: no cover - depends on the installation
@@ -86,7 +87,7 @@ def fetch_hsmm(cache: str | os.PathLike | None = None) -> Path:
 def load_hsmm(cache: str | os.PathLike | None = None):
     """HSMM as AnnData: ``X`` FPKM (CSR, cells × genes), ``obs`` the sample sheet (time column ``"Hours"``),
     ``var`` the gene annotation."""
-    anndata = _anndata()
+    anndata = anndata_module()
     try:
         import rdata
     except ImportError as error:  # pragma: no cover - depends on the installation
@@ -123,7 +124,7 @@ def read_dataset(path: str | os.PathLike, time_key: str):
     """Read an ``.h5ad`` (AnnData), ``.csv`` (one row per cell: the time column and numeric features) or ``.nc``
     (an xarray Dataset with one 2-D variable, cells × features, named ``X`` or the only 2-D one, and the time
     variable along its first dimension)."""
-    anndata = _anndata()
+    anndata = anndata_module()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such dataset file: {path}")
@@ -188,7 +189,7 @@ def check_time_course(adata, time_key: str, min_cells: int) -> tuple[np.ndarray,
     Refuses: a missing or non-numeric time column, fewer than three time points, a time point with fewer than
     ``min_cells`` cells (the embedding dimension + 1), and NaNs/Infs in the matrix.
     """
-    anndata = _anndata()
+    anndata = anndata_module()
     if not isinstance(adata, anndata.AnnData):
         raise TypeError(f"expected an AnnData object; got {type(adata).__name__}")
     times = numeric_times(adata, time_key)

@@ -26,8 +26,8 @@ import ot
 import torch
 from torch import Tensor
 
+from interp import integrate
 from interp.bridges import GradientField, MultiMarginalBridge, SnapshotMatching
-from interp.integrate import integrate
 from interp.nets import MLP
 from interp.solvers import RK4
 from interp.train import TrainConfig
@@ -79,7 +79,8 @@ class Fold:
         return self.snapshots[self.previous].shape[0]
 
 
-def _train_config(config: MethodConfig, seed: int) -> TrainConfig:
+def train_config(config: MethodConfig, seed: int) -> TrainConfig:
+    """The :class:`~interp.train.TrainConfig` every interp method of the adapter trains with."""
     return TrainConfig(
         steps=config.steps,
         batch_size=config.batch,
@@ -101,7 +102,7 @@ def predict_matching(fold: Fold, config: MethodConfig, seed: int, *, bridge: boo
     flow = _mlp(dim, config)
     score = _mlp(dim, config) if bridge else None
     sigma = config.sigma if bridge else config.sigma_min
-    model = SnapshotMatching(flow, score, sigma=sigma, config=_train_config(config, seed))
+    model = SnapshotMatching(flow, score, sigma=sigma, config=train_config(config, seed))
     generator = torch.Generator().manual_seed(seed)
     model.fit(fold.snapshots, fold.times, generator=generator)
     start, t0 = fold.snapshots[fold.previous], float(fold.times[fold.previous])

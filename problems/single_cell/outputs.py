@@ -18,15 +18,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from interp._files import write_atomically  # noqa: E402
+from interp import integrate  # noqa: E402
 from interp.bridges import SnapshotMatching  # noqa: E402
-from interp.integrate import integrate  # noqa: E402
 from interp.nets import MLP  # noqa: E402
+from interp.records import BenchRecord, compare  # noqa: E402
+from interp.results import write_atomically  # noqa: E402
 from interp.solvers import RK4  # noqa: E402
-from validate.bench.records import BenchRecord, compare  # noqa: E402
 
 from .embedding import Embedding  # noqa: E402
-from .methods import BASELINES, INTERP_METHODS, PEERS, MethodConfig, _train_config  # noqa: E402
+from .methods import BASELINES, INTERP_METHODS, PEERS, MethodConfig, train_config  # noqa: E402
 from .protocol import method_space, summary  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def trajectories(adata, times: np.ndarray, embedding: Embedding, config: MethodC
     snapshots = [torch.as_tensor((space[times == t] - centre) / scale, dtype=torch.float32) for t in distinct]
     torch.manual_seed(seed)
     flow = MLP((space.shape[1],), hidden=config.width, depth=config.depth).float()
-    model = SnapshotMatching(flow, sigma=config.sigma_min, config=_train_config(config, seed))
+    model = SnapshotMatching(flow, sigma=config.sigma_min, config=train_config(config, seed))
     model.fit(snapshots, (distinct - distinct[0]) / span, generator=torch.Generator().manual_seed(seed))
     grid = np.linspace(0.0, 1.0, n_grid)
     out = np.empty((space.shape[0], n_grid, space.shape[1]))

@@ -15,7 +15,7 @@ import torch
 
 from interp.bridges import DoubleWell, simulate_snapshots
 
-from .data import _anndata
+from .data import anndata_module
 
 TIME_KEY = "time"
 
@@ -33,7 +33,7 @@ def double_well(
 ):
     """AnnData of ``n_cells`` cells per time (``obs['time']``, ``X`` the 2-D state) and ``truth``: for every
     interior time, ``n_truth`` fresh cells of the true marginal."""
-    anndata = _anndata()
+    anndata = anndata_module()
     generator = torch.Generator().manual_seed(seed)
     times_t = torch.as_tensor(times, dtype=torch.float64)
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict
-from pathlib import Path
 
-from interp._files import write_atomically
+from interp.records import write_records
 
 from . import density, langevin, solvers, steering, training
 
@@ -39,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio {r.ratio:.3g} ({r.better} is better)"
         )
     if args.json:
-        text = json.dumps([asdict(r) for r in records], indent=1)
-        write_atomically(args.json, lambda path: Path(path).write_text(text))
+        write_records(records, args.json)
     return 0
 
 

@@ -27,15 +27,15 @@ import time
 
 import torch
 
+from interp import integrate
 from interp.density import gaussian_base_coefficients, ito_log_density, ode_log_density
 from interp.dynamics import SDE
-from interp.integrate import integrate
 from interp.interpolants import preset
 from interp.nets import MLP
+from interp.records import BenchRecord, compare
 from interp.solvers import RK4, Euler, EulerMaruyama, Torchdiffeq
 
 from ..cases import exact_marginals
-from .records import BenchRecord, compare
 
 N, STEPS = 10_000, 500
 

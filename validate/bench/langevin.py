@@ -25,8 +25,7 @@ import torch
 
 from interp.analytic import Funnel, GaussianMixture
 from interp.langevin import BAOAB, MALA, LangevinTarget, run_chains
-
-from .records import BenchRecord, compare
+from interp.records import BenchRecord, compare
 
 CHAIN_COUNTS, STEPS, BURN_IN = (64, 1024), 2000, 500  # 1024: the per-step overhead spread over many chains
 

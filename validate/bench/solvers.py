@@ -59,12 +59,12 @@ from dataclasses import dataclass
 
 import torch
 
-from interp import grids
+from interp import grids, integrate
 from interp.grid_search import search_grid
-from interp.integrate import integrate
 from interp.interpolants import preset
 from interp.metrics import median_bandwidth, mmd, sliced_wasserstein2
 from interp.nets import MLP
+from interp.records import BenchRecord, compare
 from interp.solvers import (
     DEIS,
     IPNDM,
@@ -80,7 +80,6 @@ from interp.solvers import (
 
 from ..cases import exact_marginals
 from ..fast_solvers import tight
-from .records import BenchRecord, compare
 
 NFES = (5, 8, 10, 15, 20)
 # case -> (dimension, evaluation points, pilot points); the exact 64D field costs ~0.1 s per 2000-point evaluation.
@@ -252,7 +251,7 @@ def k_diffusion_sampling():
     return module
 
 
-def _trained_betas(problem: Problem) -> list[float]:
+def trained_betas(problem: Problem) -> list[float]:
     """Discrete betas whose cumulative product is beta(t_i)^2 at t_i = 1 - (i + 1) / 1000 (i = 0 is data)."""
     t = 1.0 - torch.arange(1, TRAIN_STEPS + 1, dtype=torch.float64) / TRAIN_STEPS
     alphas_cumprod = problem.beta(t) ** 2
@@ -284,7 +283,7 @@ def run_diffusers(problem: Problem, peer: str, spacing: str, nfe: int, x0=None) 
         return None
     config = dict(
         num_train_timesteps=TRAIN_STEPS,
-        trained_betas=_trained_betas(problem),
+        trained_betas=trained_betas(problem),
         prediction_type="epsilon",
         **options,
         **SPACINGS[spacing],
@@ -643,7 +642,7 @@ def measure_cases(seed: int) -> tuple[list[Row], dict[str, dict[str, float]]]:
 def run(seed: int = 0, table: str | None = None) -> list[BenchRecord]:
     all_rows, floor = measure_cases(seed)
     if table is not None:
-        from interp._files import write_atomically
+        from interp.results import write_atomically
 
         dataset = to_dataset(all_rows, floor)
         write_atomically(table, lambda path: dataset.to_netcdf(path, engine="h5netcdf"))

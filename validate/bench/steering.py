@@ -24,13 +24,13 @@ import torch
 
 from interp.analytic import ExactMarginals
 from interp.feynman_kac import BaseSampler, best_of_n, budget_forcing, final_weights, fk_steer, svdd
+from interp.records import BenchRecord, compare
 
-from ..feynman_kac import PRIOR, STANDARD, VP, _linear, _quadratic
-from .records import BenchRecord, compare
+from ..feynman_kac import PRIOR, STANDARD, VP, linear_reward, quadratic_reward
 
 STEPS, OUTPUTS, GROUPS, LAM = 50, 256, 64, 4.0
 MULTIPLIERS = (2, 4, 8, 16)
-REWARDS = {"linear": _linear, "quadratic": _quadratic}
+REWARDS = {"linear": linear_reward, "quadratic": quadratic_reward}
 
 
 def _grid():

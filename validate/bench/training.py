@@ -24,18 +24,16 @@ import numpy as np
 import torch
 from sklearn.datasets import make_moons
 
-from interp import grids
+from interp import grids, integrate
 from interp.analytic import ring_mixture
 from interp.couplings import ExactOTCoupling
-from interp.integrate import integrate
 from interp.interpolants import preset
 from interp.losses import InterpolantLoss, Parameterisation
 from interp.metrics import wasserstein
 from interp.nets import MLP
+from interp.records import BenchRecord, compare
 from interp.solvers import RK4
 from interp.train import TrainConfig, Trainer
-
-from .records import BenchRecord, compare
 
 WIDTH, BATCH, LEARNING_RATE = 64, 256, 1e-3
 

@@ -15,23 +15,16 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ._checks import check_batch
-from ._random import seeded_generator
 from .brownian import BrownianPath
 from .dynamics import SDE
 from .grids import check_grid
 from .results import Trajectory
 from .solvers.base import Solver, init_state
+from .stepping import NonFiniteStateError, StepLoop, record_indices, seeded_generator
 
-
-class NonFiniteStateError(FloatingPointError):
-    """A state became NaN or infinite during integration; names the step index and the time reached."""
-
-    def __init__(self, step: int, time: float, solver: str):
-        self.step, self.time = step, time
-        super().__init__(f"{solver}: the state became non-finite at step {step} (t = {time:.6g})")
+__all__ = ["NonFiniteStateError", "integrate"]
 
 
 class _Counted:
@@ -47,23 +40,6 @@ class _Counted:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"the field returned {shape} for a state of shape {tuple(x.shape)}")
         return out
-
-
-def _record_indices(record, grid: Tensor) -> list[int]:
-    n = grid.shape[0]
-    if record is True:
-        return list(range(n))
-    if record is False or record is None:
-        return [0, n - 1]
-    if isinstance(record, Sequence) or isinstance(record, Tensor):
-        indices = {0, n - 1}
-        for t in record.tolist() if isinstance(record, Tensor) else record:
-            match = torch.nonzero((grid - float(t)).abs() <= 1e-9 * max(1.0, abs(float(t)))).reshape(-1)
-            if match.numel() == 0:
-                raise ValueError(f"record time {t} is not a point of the grid; add it to the grid")
-            indices.add(int(match[0]))
-        return sorted(indices)
-    raise TypeError(f"record must be a bool or a sequence of grid times; got {type(record).__name__}")
 
 
 def integrate(
@@ -104,7 +80,7 @@ def integrate(
     check_batch(x0, "x0")
     grid = check_grid(grid)
     solver.check_dynamics(dynamics)
-    indices = _record_indices(record, grid)
+    indices = record_indices(record, grid)
 
     if isinstance(dynamics, SDE):
         counted = _Counted(dynamics.drift)
@@ -152,14 +128,13 @@ def _tracked(state) -> dict[str, Tensor]:
 def _run_fixed_steps(
     dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    keep = set(indices)
-    out = [x0] if 0 in keep else []
+    n_steps = times.shape[0] - 1
+    loop = StepLoop(solver.name, n_steps, keep=indices, progress=progress, check_finite=check_finite)
     x = x0
     state = init_state(solver, dynamics, times[0], x0, times)
-    extras = {name: [value] for name, value in _tracked(state).items()} if 0 in keep else {}
+    loop.keep(0, x0, _tracked(state))
     noise_device = generator.device if generator is not None else x0.device
-    n_steps = times.shape[0] - 1
-    for i in tqdm(range(n_steps), desc=solver.name, disable=None if progress else True, leave=False):
+    for i in loop.steps():
         t0, t1 = times[i], times[i + 1]
         if solver.stochastic:
             if brownian is not None:
@@ -170,10 +145,7 @@ def _run_fixed_steps(
             x, state = solver.step(dynamics, t0, t1, x, dw, state)
         else:
             x, state = solver.step(dynamics, t0, t1, x, state)
-        if check_finite and not torch.isfinite(x).all():
-            raise NonFiniteStateError(i, float(t1), solver.name)
-        if i + 1 in keep:
-            out.append(x)
-            for name, value in _tracked(state).items():
-                extras.setdefault(name, []).append(value)
-    return torch.stack(out), {name: torch.stack(values) for name, values in extras.items()}
+        loop.guard(i, t1, x)
+        if loop.wants(i + 1):
+            loop.keep(i + 1, x, _tracked(state))
+    return loop.stacked()

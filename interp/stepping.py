@@ -1,0 +1,140 @@
+"""The loop kit: what every stepping loop of interp shares (docs/design.md, "One loop kit").
+
+A stepping loop — the ODE/SDE driver :func:`interp.integrate`, the weighted Feynman–Kac loop, superposition,
+the Langevin chains, Denoising MCMC and the particle gradient flows — does five things besides its update:
+
+* shows a progress bar over its steps (:meth:`StepLoop.steps`; tqdm, off with ``progress=False`` and when the
+  output is not a terminal);
+* refuses to carry a non-finite state forward (:meth:`StepLoop.guard` raises :class:`NonFiniteStateError`
+  naming the step index and the time reached);
+* records the state at chosen step indices (:func:`record_indices` turns ``record=`` into indices;
+  :meth:`StepLoop.keep` and :meth:`StepLoop.stacked`), with per-particle extras tracked beside it;
+* draws its noise from an explicit generator, or from a fresh one whose seed is recorded
+  (:func:`seeded_generator`).
+
+The kit never draws random numbers itself, so a loop moved onto it keeps the same draws for the same seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ._random import seeded_generator
+
+__all__ = ["NonFiniteStateError", "StepLoop", "record_indices", "seeded_generator"]
+
+
+class NonFiniteStateError(FloatingPointError):
+    """A state became NaN or infinite during a loop; names the step index and the time reached.
+
+    Attributes:
+        step: the index of the step that produced the non-finite state.
+        time: the time (or, for a chain, the step count in units of its step size) reached by that step.
+    """
+
+    def __init__(self, step: int, time: float, solver: str):
+        self.step, self.time = step, time
+        super().__init__(f"{solver}: the state became non-finite at step {step} (t = {time:.6g})")
+
+
+def record_indices(record: bool | Sequence[float] | Tensor | None, grid: Tensor) -> list[int]:
+    """The grid indices to record, sorted: ``False``/``None`` the first and last, ``True`` all, or the indices of
+    the given grid times (each must be a grid point; the first and last are always kept).
+
+    Example:
+        >>> record_indices([0.5], torch.linspace(0, 1, 5))
+        [0, 2, 4]
+    """
+    n = grid.shape[0]
+    if record is True:
+        return list(range(n))
+    if record is False or record is None:
+        return [0, n - 1]
+    if isinstance(record, Sequence) or isinstance(record, Tensor):
+        indices = {0, n - 1}
+        for t in record.tolist() if isinstance(record, Tensor) else record:
+            match = torch.nonzero((grid - float(t)).abs() <= 1e-9 * max(1.0, abs(float(t)))).reshape(-1)
+            if match.numel() == 0:
+                raise ValueError(f"record time {t} is not a point of the grid; add it to the grid")
+            indices.add(int(match[0]))
+        return sorted(indices)
+    raise TypeError(f"record must be a bool or a sequence of grid times; got {type(record).__name__}")
+
+
+class StepLoop:
+    """Progress, non-finite guard and recording for one run of ``n_steps`` steps.
+
+    Args:
+        name: shown on the progress bar and in :class:`NonFiniteStateError`.
+        n_steps: the number of steps.
+        keep: the indices (0 … ``n_steps``) whose states :meth:`keep` stores; ``None`` stores every call.
+        progress: show a tqdm bar.
+        check_finite: whether :meth:`guard` checks.
+
+    Example:
+        >>> loop = StepLoop("decay", 4, keep=[0, 4], progress=False)
+        >>> x = torch.ones(3)
+        >>> loop.keep(0, x)
+        >>> for i in loop.steps():
+        ...     x = x / 2
+        ...     loop.guard(i, (i + 1) / 4, x)
+        ...     loop.keep(i + 1, x)
+        >>> loop.stacked()[0].shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        name: str,
+        n_steps: int,
+        *,
+        keep: Iterable[int] | None = None,
+        progress: bool = True,
+        check_finite: bool = True,
+        start: int = 0,
+    ):
+        self.name, self.n_steps, self.start = name, int(n_steps), int(start)
+        self.kept_indices = None if keep is None else set(keep)
+        self.progress, self.check_finite = progress, check_finite
+        self.indices: list[int] = []
+        self.states: list[Tensor] = []
+        self.extras: dict[str, list[Tensor]] = {}
+
+    def steps(self) -> Iterator[int]:
+        """The step indices ``start … start + n_steps − 1`` under a progress bar."""
+        return iter(
+            tqdm(
+                range(self.start, self.start + self.n_steps),
+                desc=self.name,
+                disable=None if self.progress else True,
+                leave=False,
+            )
+        )
+
+    def guard(self, step: int, time: float | Tensor, *tensors: Tensor) -> None:
+        """Raise :class:`NonFiniteStateError` (step, time) if any of ``tensors`` holds a NaN or an infinity."""
+        if self.check_finite and not all(bool(torch.isfinite(t).all()) for t in tensors):
+            raise NonFiniteStateError(step, float(time), self.name)
+
+    def wants(self, index: int) -> bool:
+        """Whether the state at ``index`` is to be recorded."""
+        return self.kept_indices is None or index in self.kept_indices
+
+    def keep(self, index: int, state: Tensor, extras: dict[str, Tensor] | None = None) -> None:
+        """Store ``state`` (and per-particle ``extras``) if ``index`` is one to record."""
+        if not self.wants(index):
+            return
+        self.indices.append(index)
+        self.states.append(state)
+        for name, value in (extras or {}).items():
+            self.extras.setdefault(name, []).append(value)
+
+    def stacked(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """The recorded states ``(n_recorded, ...)`` and each extra stacked the same way."""
+        if not self.states:
+            raise ValueError(f"{self.name}: nothing was recorded")
+        return torch.stack(self.states), {name: torch.stack(values) for name, values in self.extras.items()}
