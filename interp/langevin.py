@@ -31,11 +31,10 @@ from dataclasses import dataclass, field, replace
 import torch
 import xarray as xr
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ._checks import check_matrix
 from ._random import rand, randn_like
-from .stepping import NonFiniteStateError
+from .stepping import NonFiniteStateError, StepLoop
 
 __all__ = [
     "BAOAB",
@@ -274,22 +273,26 @@ class AnnealedLangevin:
             raise ValueError(f"steps_per_level must be a positive integer; got {steps_per_level!r}")
         self.noise_levels, self.steps_per_level, self.snr = levels, steps_per_level, _positive("snr", snr)
 
-    def sample(self, score: Callable[[Tensor, float], Tensor], x: Tensor, generator=None) -> Tensor:
-        """Run every level on ``x`` ``(chains, dim)``; returns the final chains."""
+    def sample(
+        self, score: Callable[[Tensor, float], Tensor], x: Tensor, generator=None, *, progress: bool = False
+    ) -> Tensor:
+        """Run every level on ``x`` ``(chains, dim)``; returns the final chains. A non-finite state raises
+        :class:`~interp.stepping.NonFiniteStateError` naming the step and, as its time, the noise level."""
         x = _check_state(x)
-        for sigma in self.noise_levels:
-            for _ in range(self.steps_per_level):
-                s = score(x, sigma)
-                if s.shape != x.shape:
-                    raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(s.shape)}")
-                z = randn_like(x, generator)
-                # norms averaged over the chains, as in Song et al.'s corrector: a per-chain ratio blows up at a
-                # chain sitting on a mode, where |s| -> 0
-                grad_norm = s.flatten(1).norm(dim=1).mean().clamp_min(torch.finfo(x.dtype).tiny)
-                eps = 2 * (self.snr * z.flatten(1).norm(dim=1).mean() / grad_norm) ** 2
-                x = x + eps * s + torch.sqrt(2 * eps) * z
-                if not torch.isfinite(x).all():
-                    raise FloatingPointError(f"annealed Langevin: non-finite chains at noise level {sigma}")
+        n_steps = len(self.noise_levels) * self.steps_per_level
+        loop = StepLoop("AnnealedLangevin", n_steps, progress=progress, start=1, advice="reduce snr")
+        for k in loop.steps():
+            sigma = self.noise_levels[(k - 1) // self.steps_per_level]
+            s = score(x, sigma)
+            if s.shape != x.shape:
+                raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(s.shape)}")
+            z = randn_like(x, generator)
+            # norms averaged over the chains, as in Song et al.'s corrector: a per-chain ratio blows up at a
+            # chain sitting on a mode, where |s| -> 0
+            grad_norm = s.flatten(1).norm(dim=1).mean().clamp_min(torch.finfo(x.dtype).tiny)
+            eps = 2 * (self.snr * z.flatten(1).norm(dim=1).mean() / grad_norm) ** 2
+            x = x + eps * s + torch.sqrt(2 * eps) * z
+            loop.guard(k, sigma, x)
         return x
 
 
@@ -362,13 +365,13 @@ class DenoisingMCMC:
         index = torch.full((n,), levels.numel() // 2, dtype=torch.long, device=x.device)
         trace = torch.empty(n, self.n_steps, dtype=torch.long, device=x.device)
         eta = self.step_size
-        for k in tqdm(range(self.n_steps), desc="DenoisingMCMC", disable=None if progress else True):
+        loop = StepLoop("DenoisingMCMC", self.n_steps, progress=progress, advice="reduce step_size")
+        for k in loop.steps():
             s = score(levels[index], x)
             if s.shape != x.shape:
                 raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(s.shape)}")
             x = x + 0.5 * eta * s + math.sqrt(eta) * randn_like(x, generator)
-            if not torch.isfinite(x).all():
-                raise NonFiniteStateError(k + 1, float(k + 1), "DenoisingMCMC (reduce step_size)")
+            loop.guard(k + 1, k + 1, x)
             if log_density is not None:
                 logits = torch.stack([log_density(level.expand(n), x) for level in levels], dim=1)
                 device = generator.device if generator is not None else x.device
@@ -426,14 +429,13 @@ def run_chains(
     if burn_in >= n_steps:
         raise ValueError(f"burn_in ({burn_in}) must be below n_steps ({n_steps})")
     state = kernel.init(target, x0, generator)
-    kept = []
-    for k in tqdm(range(1, n_steps + 1), desc=type(kernel).__name__, disable=None if progress else True):
+    keep = range(burn_in + thin, n_steps + 1, thin)
+    loop = StepLoop(type(kernel).__name__, n_steps, keep=keep, progress=progress, start=1, advice="reduce step_size")
+    for k in loop.steps():
         state = kernel.step(target, state, generator)
-        if not torch.isfinite(state.x).all():
-            raise NonFiniteStateError(k, k * kernel.step_size, f"{type(kernel).__name__} (reduce step_size)")
-        if k > burn_in and (k - burn_in) % thin == 0:
-            kept.append(state.x)
+        loop.guard(k, k * kernel.step_size, state.x)
+        loop.keep(k, state.x)
     acceptance = state.accepted.to(x0.dtype) / n_steps if state.accepted is not None else None
     settings = {name: getattr(kernel, name) for name in ("step_size", "friction") if hasattr(kernel, name)}
     settings.update(n_steps=n_steps, burn_in=burn_in, thin=thin)
-    return Chains(torch.stack(kept, dim=1), acceptance, type(kernel).__name__, settings)
+    return Chains(torch.stack(loop.states, dim=1), acceptance, type(kernel).__name__, settings)

@@ -74,6 +74,8 @@ class StepLoop:
         keep: the indices (0 … ``n_steps``) whose states :meth:`keep` stores; ``None`` stores every call.
         progress: show a tqdm bar.
         check_finite: whether :meth:`guard` checks.
+        start: the index of the first step (Markov chains count their steps from 1).
+        advice: appended to the error message, e.g. ``"reduce step_size"``.
 
     Example:
         >>> loop = StepLoop("decay", 4, keep=[0, 4], progress=False)
@@ -96,10 +98,11 @@ class StepLoop:
         progress: bool = True,
         check_finite: bool = True,
         start: int = 0,
+        advice: str | None = None,
     ):
         self.name, self.n_steps, self.start = name, int(n_steps), int(start)
         self.kept_indices = None if keep is None else set(keep)
-        self.progress, self.check_finite = progress, check_finite
+        self.progress, self.check_finite, self.advice = progress, check_finite, advice
         self.indices: list[int] = []
         self.states: list[Tensor] = []
         self.extras: dict[str, list[Tensor]] = {}
@@ -118,7 +121,7 @@ class StepLoop:
     def guard(self, step: int, time: float | Tensor, *tensors: Tensor) -> None:
         """Raise :class:`NonFiniteStateError` (step, time) if any of ``tensors`` holds a NaN or an infinity."""
         if self.check_finite and not all(bool(torch.isfinite(t).all()) for t in tensors):
-            raise NonFiniteStateError(step, float(time), self.name)
+            raise NonFiniteStateError(step, float(time), f"{self.name} ({self.advice})" if self.advice else self.name)
 
     def wants(self, index: int) -> bool:
         """Whether the state at ``index`` is to be recorded."""

@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ._checks import check_batch, log_density_value
 from ._linalg import flat_dot
@@ -36,7 +35,7 @@ from .density.ito import gaussian_base_coefficients, gaussian_base_rate
 from .grids import check_grid
 from .interpolants import Interpolant
 from .results import Trajectory
-from .stepping import NonFiniteStateError, record_indices
+from .stepping import StepLoop, record_indices
 
 Field = Callable[[Tensor, Tensor], Tensor]
 MODES = ("or", "and")
@@ -133,14 +132,15 @@ def superpose(
         [log_density_value(src, x, f"log_density_start[{i}]") for i, src in enumerate(log_density_start)], -1
     )
 
-    indices = set(record_indices(record, grid))
-    states, log_densities, kappas = [], [], []
+    name = f"superpose-{mode}"
+    loop = StepLoop(
+        name, len(times) - 1, keep=record_indices(record, grid), progress=progress, check_finite=check_finite
+    )
     nfe = 0
     kappa = torch.softmax(temperature * (ell + log_w), -1) if mode == "or" else torch.full_like(ell, 1.0 / m)
-    if 0 in indices:
-        states.append(x), log_densities.append(ell), kappas.append(kappa)
+    loop.keep(0, x, {"log_density": ell, "kappa": kappa})
     noise_device = generator.device
-    for i in tqdm(range(len(times) - 1), desc=f"superpose-{mode}", disable=None if progress else True, leave=False):
+    for i in loop.steps():
         t, h = times[i], times[i + 1] - times[i]
         s = torch.stack([score(t, x) for score in scores])  # (M, batch, ...)
         nfe += m
@@ -161,19 +161,17 @@ def superpose(
         rate = torch.stack([gaussian_base_rate(x, s[k], f, d) for k in range(m)], -1)
         ell = ell + torch.stack([flat_dot(s[k], dx) for k in range(m)], -1) + h * rate
         x = x + dx
-        if check_finite and not (torch.isfinite(x).all() and torch.isfinite(ell).all()):
-            raise NonFiniteStateError(i, float(times[i + 1]), f"superpose-{mode}")
-        if i + 1 in indices:
-            states.append(x), log_densities.append(ell), kappas.append(kappa)
-    order = sorted(indices)
+        loop.guard(i, times[i + 1], x, ell)
+        loop.keep(i + 1, x, {"log_density": ell, "kappa": kappa})
+    states, extras = loop.stacked()
     return Trajectory(
-        times=grid[order].clone(),
-        states=torch.stack(states),
+        times=grid[loop.indices].clone(),
+        states=states,
         grid=grid.clone(),
-        solver=f"superpose-{mode}",
+        solver=name,
         nfe=nfe,
         seed=generator.initial_seed(),
         attrs={"mode": mode, "temperature": float(temperature), "n_models": m, "interpolant": interpolant.name},
-        extras={"log_density": torch.stack(log_densities), "kappa": torch.stack(kappas)},
+        extras=extras,
         extra_dims={"log_density": ("time", "particle", "model"), "kappa": ("time", "particle", "model")},
     )

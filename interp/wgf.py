@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 import torch
 import xarray as xr
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .langevin import LangevinTarget, as_target
-from .stepping import NonFiniteStateError
+from .stepping import StepLoop
 
 __all__ = ["FlowResult", "kde_log_density", "kde_score", "local_bandwidth", "svgd", "wgf"]
 
@@ -116,10 +115,10 @@ def _run(name, update, target: LangevinTarget, x, n_steps, record_every, bandwid
             kls.append((kde_log_density(x, h) - log_pi).mean())
 
     record(0, x)
-    for k in tqdm(range(1, n_steps + 1), desc=name, disable=None if progress else True):
+    loop = StepLoop(name, n_steps, progress=progress, start=1, advice="reduce step_size")
+    for k in loop.steps():
         x = update(x)
-        if not torch.isfinite(x).all():
-            raise NonFiniteStateError(k, k * settings["step_size"], f"{name} (reduce step_size)")
+        loop.guard(k, k * settings["step_size"], x)
         if k % record_every == 0 or k == n_steps:
             record(k, x)
     has = target.log_density is not None

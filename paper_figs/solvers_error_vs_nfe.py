@@ -8,24 +8,21 @@ final samples to a tight ODE solution from the same noise; bottom: sliced W2 to 
 Monte-Carlo floor (grey). interp's solvers solid (searched grids thick), peers (diffusers, k-diffusion,
 torchdiffeq) dashed; each line at its best standard grid (see ``validate/bench/solvers.py``).
 
-    python paper_figs/solvers_error_vs_nfe.py --out figs/                       # runs the bench (~25 min on CPU)
-    python paper_figs/solvers_error_vs_nfe.py --out figs/ --table solvers.nc    # from a saved bench table
+    python -m paper_figs solvers_error_vs_nfe --out figs/                      # runs the bench (~25 min on CPU)
+    python -m paper_figs solvers_error_vs_nfe --out figs/ --table solvers.nc    # from a saved bench table
 
 Writes ``solvers_error_vs_nfe.png`` and ``solvers_error_vs_nfe.nc`` (the numbers plotted) into ``--out``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import numpy as np
 import xarray as xr
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from interp._files import write_atomically  # noqa: E402
+from .figure import run, save_png
 
 NAME = "solvers_error_vs_nfe"
 
@@ -82,30 +79,30 @@ def plot(ds: xr.Dataset, path: str) -> None:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight"))
+    save_png(fig, path)
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder")
+
+def add_arguments(parser) -> None:
     parser.add_argument("--table", help="a table written by `python -m validate.bench solvers --table PATH`")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.table:
-        if not os.path.exists(args.table):
-            parser.error(f"--table: no such file {args.table!r}")
-        ds = xr.load_dataset(args.table, engine="h5netcdf")
-        if "solver" not in ds.dims or "pathwise_error" not in ds:
-            parser.error(f"--table: {args.table!r} is not a solvers bench table")
-    else:
-        ds = measure(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    table = os.path.join(args.out, f"{NAME}.nc")
-    write_atomically(table, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
-    plot(ds, os.path.join(args.out, f"{NAME}.png"))
-    print(f"wrote {table} and {os.path.join(args.out, NAME + '.png')}")
-    return 0
+
+
+def load(args, parser) -> xr.Dataset:
+    """The bench table from ``--table``, or measured here (the whole solvers bench)."""
+    if not args.table:
+        return measure(args.seed)
+    if not os.path.exists(args.table):
+        parser.error(f"--table: no such file {args.table!r}")
+    ds = xr.load_dataset(args.table, engine="h5netcdf")
+    if "solver" not in ds.dims or "pathwise_error" not in ds:
+        parser.error(f"--table: {args.table!r} is not a solvers bench table")
+    return ds
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Draw the figure (``python -m paper_figs solvers_error_vs_nfe --out DIR [--table PATH]``)."""
+    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

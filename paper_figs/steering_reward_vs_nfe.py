@@ -8,15 +8,14 @@ and a quadratic function, so the curves compare the search methods alone (``vali
 Left: linear reward, right: quadratic; y: mean reward of the outputs minus the base sampler's, x: model evaluations
 per output.
 
-    python paper_figs/steering_reward_vs_nfe.py --out figs/                         # runs the bench (~2 min on CPU)
-    python paper_figs/steering_reward_vs_nfe.py --out figs/ --json steering.json    # from saved bench records
+    python -m paper_figs steering_reward_vs_nfe --out figs/                         # runs the bench (~2 min on CPU)
+    python -m paper_figs steering_reward_vs_nfe --out figs/ --json steering.json    # from saved bench records
 
 Writes ``steering_reward_vs_nfe.png`` and ``steering_reward_vs_nfe.nc`` (the numbers plotted) into ``--out``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,9 +23,7 @@ import sys
 import numpy as np
 import xarray as xr
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from interp._files import write_atomically  # noqa: E402
+from .figure import run, save_png
 
 NAME = "steering_reward_vs_nfe"
 
@@ -77,16 +74,17 @@ def plot(ds: xr.Dataset, path: str) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight"))
+    save_png(fig, path)
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="output folder")
+
+def add_arguments(parser) -> None:
     parser.add_argument("--json", help="records written by `python -m validate.bench steering --json PATH`")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+
+
+def load(args, parser) -> xr.Dataset:
+    """The figure's numbers from the bench records in ``--json``, or from running the steering bench here."""
     if args.json:
         if not os.path.exists(args.json):
             parser.error(f"--json: no such file {args.json!r}")
@@ -99,15 +97,14 @@ def main(argv: list[str] | None = None) -> int:
 
         records = [asdict(r) for r in steering.run(seed=args.seed)]
     try:
-        ds = to_dataset(records)
+        return to_dataset(records)
     except (ValueError, KeyError) as error:
         parser.error(f"the records are not steering bench records ({error})")
-    os.makedirs(args.out, exist_ok=True)
-    table = os.path.join(args.out, f"{NAME}.nc")
-    write_atomically(table, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
-    plot(ds, os.path.join(args.out, f"{NAME}.png"))
-    print(f"wrote {table} and {os.path.join(args.out, NAME + '.png')}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Draw the figure (``python -m paper_figs steering_reward_vs_nfe --out DIR [--json PATH]``)."""
+    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,27 @@
 """The figure scripts run from a saved table and write the PNG and the netCDF they promise."""
 
-import importlib.util
 import math
-import os
 
 import pytest
 
+from paper_figs import FIGURES
+from paper_figs.__main__ import main as paper_figs_main
+from paper_figs.figure import figure_module
 from validate.bench import solvers as bench
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "paper_figs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return figure_module(name)
+
+
+def test_the_command_lists_every_figure_and_refuses_an_unknown_one(capsys):
+    assert paper_figs_main(["list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(FIGURES)
+    assert paper_figs_main(["no_such_figure", "--out", "x"]) == 2
+    assert "unknown figure" in capsys.readouterr().err
+    with pytest.raises(ValueError):
+        figure_module("no_such_figure")
 
 
 def test_solvers_error_vs_nfe_from_a_table(tmp_path):

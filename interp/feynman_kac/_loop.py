@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._checks import check_batch, time_column
 from .._random import randn_like
 from ..grids import check_grid
 from ..results import Trajectory
 from ..smc import SCHEMES, DegenerateWeightsError, Particles, ResamplePolicy, resample_indices
-from ..stepping import NonFiniteStateError, record_indices
+from ..stepping import StepLoop, record_indices
 
 
 @dataclass
@@ -91,19 +90,18 @@ def run_weighted(
     ess = torch.empty(n_steps + 1, dtype=torch.float64)
     log_z = torch.empty(n_steps + 1, dtype=torch.float64)
     resampled = torch.zeros(n_steps + 1, dtype=torch.int8)
-    states, weights, origins, values = [], [], [], {}
+    loop = StepLoop(name, n_steps, keep=keep, progress=progress)
+    values: dict[str, dict[int, Tensor]] = {}
 
     def keep_state(i: int, extra: dict[str, Tensor] | None):
-        if i in keep:
-            states.append(particles.x)
-            weights.append(particles.log_weights)
-            origins.append(origin)
+        if loop.wants(i):
+            loop.keep(i, particles.x, {"log_weight": particles.log_weights, "origin": origin})
             for key, value in (extra or {}).items():
                 values.setdefault(key, {})[i] = value.detach()
 
     ess[0], log_z[0] = particles.ess, particles.log_normaliser
     pending: dict[str, Tensor] = {}
-    for i in tqdm(range(n_steps), desc=name, disable=None if progress else True, leave=False):
+    for i in loop.steps():
         move = step(i, times[i], times[i + 1], particles.x)
         keep_state(i, {**pending, **(move.values or {})})
         pending = {}
@@ -116,8 +114,7 @@ def run_weighted(
             origin = origin[index]
             resampled[i] = 1
         particles.x = move.advance(index)
-        if not torch.isfinite(particles.x).all():
-            raise NonFiniteStateError(i, float(grid[i + 1]), name)
+        loop.guard(i, grid[i + 1], particles.x)
         log_z[i + 1] = particles.log_normaliser
     if finish is not None:
         increment, pending = finish(times[-1], particles.x)
@@ -125,7 +122,7 @@ def run_weighted(
             particles.reweight(increment)
             ess[-1], log_z[-1] = particles.ess, particles.log_normaliser
     keep_state(n_steps, pending)
-    extras = {"log_weight": torch.stack(weights), "origin": torch.stack(origins)}
+    states, extras = loop.stacked()
     for key, by_index in values.items():
         if set(by_index) == set(keep):  # only quantities known at every recorded time
             extras[key] = torch.stack([by_index[i] for i in keep])
@@ -138,7 +135,7 @@ def run_weighted(
     out_attrs.update(attrs or {})
     return Trajectory(
         times=grid[keep].clone(),
-        states=torch.stack(states),
+        states=states,
         grid=grid.clone(),
         solver=name,
         nfe=nfe(),

@@ -1,0 +1,46 @@
+"""The plumbing every figure shares: its command line, and writing the PNG and the netCDF of the numbers plotted
+into ``--out`` atomically."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from types import ModuleType
+
+from interp.results import write_atomically, write_netcdf
+
+from . import FIGURES
+
+
+def figure_module(name: str) -> ModuleType:
+    """The module of the figure ``name`` (one of :data:`paper_figs.FIGURES`)."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; choose from {list(FIGURES)}")
+    return importlib.import_module(f"paper_figs.{name}")
+
+
+def save_png(fig, path: str) -> None:
+    """Write a matplotlib figure as PNG, atomically."""
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight"))
+
+
+def run(module: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``--out``, ``--seed`` and the figure's own options, load or measure its numbers, write both files."""
+    parser = argparse.ArgumentParser(
+        prog=prog or f"python -m paper_figs {module.NAME}",
+        description=module.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bench when it is run here")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    ds = module.load(args, parser)
+    os.makedirs(args.out, exist_ok=True)
+    table = os.path.join(args.out, f"{module.NAME}.nc")
+    png = os.path.join(args.out, f"{module.NAME}.png")
+    write_netcdf(ds, table)
+    module.plot(ds, png)
+    print(f"wrote {table} and {png}")
+    return 0
