@@ -86,7 +86,8 @@ def search_grid(
         x_pilot: pilot initial points ``(n, ...)``.
         reference: their tight reference final states (same shape).
         initial_grid: the starting grid (e.g. :func:`interp.grids.log_snr_uniform`).
-        iterations, lr: Adam iterations and learning rate on the knot logits.
+        iterations: Adam iterations on the knot logits.
+        lr: Adam's learning rate.
 
     Returns:
         :class:`SearchedGrid`, the best grid seen (never worse on the pilot set than ``initial_grid``).

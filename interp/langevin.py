@@ -34,7 +34,8 @@ from torch import Tensor
 
 from ._checks import check_matrix
 from ._random import rand, randn_like
-from .stepping import NonFiniteStateError, StepLoop
+from .results import NetCDFResult, result_attrs
+from .stepping import NonFiniteStateError, StepLoop, seeded_generator
 
 __all__ = [
     "BAOAB",
@@ -297,14 +298,17 @@ class AnnealedLangevin:
 
 
 @dataclass
-class DenoisingResult:
+class DenoisingResult(NetCDFResult):
     """Denoising MCMC output: the denoised samples ``(chains, dim)``, each chain's last state and noise level
-    (``(chains, dim)``, ``(chains,)``) and the level index chosen at every step ``(chains, steps)``."""
+    (``(chains, dim)``, ``(chains,)``), the level index chosen at every step ``(chains, steps)``, the seed of the
+    generator that drove the chains and the settings."""
 
     samples: Tensor
     state: Tensor
     level: Tensor
     level_trace: Tensor
+    seed: int | None = None
+    settings: dict = field(default_factory=dict)
 
     def to_xarray(self) -> xr.Dataset:
         return xr.Dataset(
@@ -314,7 +318,7 @@ class DenoisingResult:
                 "level": (("chain",), self.level.cpu().numpy()),
                 "level_trace": (("chain", "step"), self.level_trace.cpu().numpy()),
             },
-            attrs={"kernel": "DenoisingMCMC"},
+            attrs=result_attrs("DenoisingMCMC", self.seed, **self.settings),
         )
 
 
@@ -360,6 +364,7 @@ class DenoisingMCMC:
         if not float(self.levels.max()) < t_end:
             raise ValueError(f"every level must lie before t_end = {t_end}")
         x = _check_state(x0)
+        generator = seeded_generator(generator, x.device)
         levels = self.levels.to(x.device, x.dtype)
         n = x.shape[0]
         index = torch.full((n,), levels.numel() // 2, dtype=torch.long, device=x.device)
@@ -388,23 +393,26 @@ class DenoisingMCMC:
             m = max(1, math.ceil((t_end - start) * self.steps_per_unit))
             grid = torch.linspace(start, t_end, m + 1, dtype=torch.float64)
             samples[rows] = integrate(velocity, x[rows], grid, RK4(), progress=False).final
-        return DenoisingResult(samples, x, levels[index], trace)
+        settings = dict(step_size=eta, n_steps=self.n_steps, steps_per_unit=self.steps_per_unit, t_end=t_end)
+        return DenoisingResult(samples, x, levels[index], trace, generator.initial_seed(), settings)
 
 
 @dataclass
-class Chains:
-    """Recorded draws ``(chain, draw, dim)``, MALA acceptance rate per chain, the kernel's settings."""
+class Chains(NetCDFResult):
+    """Recorded draws ``(chain, draw, dim)``, MALA acceptance rate per chain, the kernel's name and settings, and
+    the seed of the generator that drove the chains."""
 
     draws: Tensor
     acceptance: Tensor | None
     kernel: str
     settings: dict = field(default_factory=dict)
+    seed: int | None = None
 
     def to_xarray(self) -> xr.Dataset:
         data = {"x": (("chain", "draw", "dim"), self.draws.detach().cpu().numpy())}
         if self.acceptance is not None:
             data["acceptance"] = (("chain",), self.acceptance.detach().cpu().numpy())
-        return xr.Dataset(data, attrs={"kernel": self.kernel, **{k: v for k, v in self.settings.items()}})
+        return xr.Dataset(data, attrs=result_attrs(self.kernel, self.seed, **self.settings))
 
 
 def run_chains(
@@ -428,6 +436,7 @@ def run_chains(
             raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
     if burn_in >= n_steps:
         raise ValueError(f"burn_in ({burn_in}) must be below n_steps ({n_steps})")
+    generator = seeded_generator(generator, x0.device)
     state = kernel.init(target, x0, generator)
     keep = range(burn_in + thin, n_steps + 1, thin)
     loop = StepLoop(type(kernel).__name__, n_steps, keep=keep, progress=progress, start=1, advice="reduce step_size")
@@ -438,4 +447,5 @@ def run_chains(
     acceptance = state.accepted.to(x0.dtype) / n_steps if state.accepted is not None else None
     settings = {name: getattr(kernel, name) for name in ("step_size", "friction") if hasattr(kernel, name)}
     settings.update(n_steps=n_steps, burn_in=burn_in, thin=thin)
-    return Chains(torch.stack(loop.states, dim=1), acceptance, type(kernel).__name__, settings)
+    draws = torch.stack(loop.states, dim=1)
+    return Chains(draws, acceptance, type(kernel).__name__, settings, generator.initial_seed())

@@ -27,7 +27,37 @@ from torch import Tensor
 from ._files import write_atomically
 from ._version import __version__
 
-__all__ = ["Trajectory", "netcdf_engine", "write_atomically", "write_netcdf"]
+__all__ = ["NetCDFResult", "Trajectory", "netcdf_engine", "result_attrs", "write_atomically", "write_netcdf"]
+
+
+def result_attrs(method: str, seed: int | None = None, **settings) -> dict:
+    """The attributes every result carries (docs/design.md, "One result contract"): ``method``, ``seed`` (the initial
+    seed of the generator that drove the noise, when one did), ``interp_version``, then the result's settings
+    (numbers and strings; booleans written as 0/1)."""
+    attrs: dict = {"method": method, "interp_version": __version__}
+    if seed is not None:
+        attrs["seed"] = int(seed)
+    for key, value in settings.items():
+        attrs[key] = int(value) if isinstance(value, bool) else value
+    return attrs
+
+
+class NetCDFResult:
+    """Mixin of the result records: :meth:`to_netcdf` writes :meth:`to_xarray` atomically, :meth:`load_dataset`
+    reads it back as an :class:`xarray.Dataset`."""
+
+    def to_xarray(self) -> xr.Dataset:  # pragma: no cover - each result defines it
+        raise NotImplementedError
+
+    def to_netcdf(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_xarray` to netCDF atomically (temp file + rename)."""
+        write_netcdf(self.to_xarray(), path)
+
+    @staticmethod
+    def load_dataset(path: str | os.PathLike) -> xr.Dataset:
+        """The dataset a result wrote with :meth:`to_netcdf`."""
+        with xr.open_dataset(path, engine=netcdf_engine()) as ds:
+            return ds.load()
 
 
 @dataclass
@@ -109,6 +139,7 @@ class Trajectory:
         n_times, batch = self.states.shape[:2]
         values = self.states.detach().reshape(n_times, batch, -1).cpu().numpy()
         attrs = {
+            "method": self.solver,
             "solver": self.solver,
             "nfe": int(self.nfe),
             "grid": self.grid.detach().cpu().double().numpy(),
@@ -152,7 +183,7 @@ class Trajectory:
         shape = tuple(int(s) for s in np.atleast_1d(ds.attrs["state_shape"]))
         values = torch.tensor(np.array(ds["x"].values), dtype=dtype)
         states = values.reshape(values.shape[:2] + shape)
-        reserved = {"solver", "nfe", "grid", "state_shape", "dtype", "interp_version", "seed"}
+        reserved = {"method", "solver", "nfe", "grid", "state_shape", "dtype", "interp_version", "seed"}
         extras, extra_dims, series = {}, {}, {}
         for name, variable in ds.data_vars.items():
             if name != "x" and variable.dims[:2] == ("time", "particle"):

@@ -29,6 +29,7 @@ import xarray as xr
 from torch import Tensor
 
 from .langevin import LangevinTarget, as_target
+from .results import NetCDFResult, result_attrs
 from .stepping import StepLoop
 
 __all__ = ["FlowResult", "kde_log_density", "kde_score", "local_bandwidth", "svgd", "wgf"]
@@ -62,7 +63,7 @@ def kde_log_density(x: Tensor, bandwidth: float) -> Tensor:
 
 
 @dataclass
-class FlowResult:
+class FlowResult(NetCDFResult):
     """Particles at recorded steps ``(step, particle, dim)``, energy and KL estimate per recorded step."""
 
     steps: Tensor
@@ -83,7 +84,7 @@ class FlowResult:
         if self.kl is not None:
             data["kl"] = (("step",), self.kl.cpu().numpy())
         return xr.Dataset(
-            data, coords={"step": self.steps.cpu().numpy()}, attrs={"method": self.method, **self.settings}
+            data, coords={"step": self.steps.cpu().numpy()}, attrs=result_attrs(self.method, **self.settings)
         )
 
 

@@ -83,7 +83,6 @@ def plot(ds: xr.Dataset, path: str) -> None:
     plt.close(fig)
 
 
-
 def add_arguments(parser) -> None:
     parser.add_argument("--table", help="a table written by `python -m validate.bench solvers --table PATH`")
 

@@ -78,7 +78,6 @@ def plot(ds: xr.Dataset, path: str) -> None:
     plt.close(fig)
 
 
-
 def add_arguments(parser) -> None:
     parser.add_argument("--json", help="records written by `python -m validate.bench steering --json PATH`")
 

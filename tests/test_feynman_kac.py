@@ -318,14 +318,14 @@ def test_svdd_and_budget_forcing_raise_the_reward():
     exact = ExactMarginals(VP, STANDARD, PRIOR)
     base = BaseSampler(VP, exact.score)
     for seed in SEEDS:
-        _, r_base, nfe_base = best_of_n(
-            base, _linear_reward, _grid(50), n_candidates=1, n=300, dim=2, generator=_gen(seed)
-        )
-        _, r_best, nfe_best = best_of_n(
-            base, _linear_reward, _grid(50), n_candidates=4, n=300, dim=2, generator=_gen(seed)
-        )
+        out_base = best_of_n(base, _linear_reward, _grid(50), n_candidates=1, n=300, dim=2, generator=_gen(seed))
+        out_best = best_of_n(base, _linear_reward, _grid(50), n_candidates=4, n=300, dim=2, generator=_gen(seed))
+        r_base, nfe_base = out_base.extras["reward"][-1], out_base.attrs["nfe_per_output"]
+        r_best, nfe_best = out_best.extras["reward"][-1], out_best.attrs["nfe_per_output"]
+        assert out_base.final.shape == (300, 2) and out_best.nfe == 4 * 300 * 51
         tr = svdd(base, _linear_reward, _grid(50), proposals=4, n=300, dim=2, generator=_gen(seed), progress=False)
-        _, r_bf, nfe_bf = budget_forcing(base, _linear_reward, _grid(50), budget=2, n=300, dim=2, generator=_gen(seed))
+        out_bf = budget_forcing(base, _linear_reward, _grid(50), budget=2, n=300, dim=2, generator=_gen(seed))
+        r_bf, nfe_bf = out_bf.extras["reward"][-1], out_bf.attrs["nfe_per_output"]
         assert nfe_base == 51 and nfe_best == 204 and tr.nfe == 201 and 51 < nfe_bf <= 101
         base_mean = float(r_base.mean())
         assert float(r_best.mean()) > base_mean + 0.5
@@ -356,7 +356,8 @@ def test_svdd_soft_selection_interpolates_between_base_and_argmax():
             )
             for a in (1e6, 1.0, 0.0)
         ]
-        _, r_base, _ = best_of_n(base, _linear_reward, _grid(30), n_candidates=1, n=300, dim=2, generator=_gen(seed))
+        out = best_of_n(base, _linear_reward, _grid(30), n_candidates=1, n=300, dim=2, generator=_gen(seed))
+        r_base = out.extras["reward"][-1]
         assert abs(means[0] - float(r_base.mean())) < 0.5  # 300 outputs: standard error of the mean ~0.12
         assert means[0] + 0.5 < means[1] < means[2]
 

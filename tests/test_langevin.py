@@ -145,7 +145,7 @@ def test_chains_record_the_kernel_and_keep_the_requested_draws():
     g = torch.Generator().manual_seed(0)
     out = run_chains(BAOAB(0.1, friction=2.0), _gaussian(), torch.zeros(7, 2), 30, generator=g, burn_in=10, thin=5)
     ds = out.to_xarray()
-    assert ds["x"].shape == (7, 4, 2) and ds.attrs["kernel"] == "BAOAB" and ds.attrs["friction"] == 2.0
+    assert ds["x"].shape == (7, 4, 2) and ds.attrs["method"] == "BAOAB" and ds.attrs["friction"] == 2.0
     again = run_chains(BAOAB(0.1, friction=2.0), _gaussian(), torch.zeros(7, 2), 30, generator=g.manual_seed(0),
                        burn_in=10, thin=5, progress=False)  # fmt: skip
     assert torch.equal(out.draws, again.draws)  # same seed, same numbers

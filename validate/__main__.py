@@ -1,12 +1,15 @@
 """``python -m validate``: every method against closed forms. Exits non-zero if any check fails.
 
-Options: ``--full`` (more dimensions and particles), ``--json PATH`` (records, DESIGN.md format),
-``--out DIR`` (report.nc and a PNG), ``--seed N``, ``--suite NAME`` (run one suite).
+The default is the quick tier (every suite, smaller cases, a few minutes on 2 CPU cores); ``--full`` runs every
+check at full size (docs/validation.md says what each tier checks and how long it takes). Options: ``--json PATH``
+(records, docs/design.md format, each with its tier), ``--out DIR`` (report.nc and a PNG), ``--seed N``,
+``--suite NAME`` (run one suite; repeatable).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -14,8 +17,8 @@ from . import bridges, convergence, density, distributions, fast_solvers, feynma
 from .records import format_table, write_records
 from .report import write_report
 
-RUNNERS = {  # "distribution" (first) also returns the 2D samples of the report
-    "distribution": distributions.run,
+RUNNERS = {  # each takes (seed, tier); "distribution" (first) also returns the 2D samples of the report
+    "distribution": distributions.run_tier,
     "convergence": convergence.run,
     "learned": learned.run,
     "density": density.run,
@@ -30,7 +33,7 @@ SUITES = tuple(RUNNERS)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validate", description=__doc__)
-    parser.add_argument("--full", action="store_true", help="2D, 8D and 16D, more particles (slower)")
+    parser.add_argument("--full", action="store_true", help="the full tier: every check at full size (slower)")
     parser.add_argument("--json", metavar="PATH", help="write the check records as JSON")
     parser.add_argument("--out", metavar="DIR", help="write report.nc and samples_2d.png here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (cases are fixed)")
@@ -38,16 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     suites = args.suite or list(SUITES)
 
+    tier = "full" if args.full else "quick"
     started = time.time()
-    records, samples = [], {}
+    records, samples, seconds = [], {}, {}
     for name in (name for name in SUITES if name in suites):
-        if name == "distribution":
-            options = dict(dims=(2, 8, 16), n=2000) if args.full else {}
-            records += distributions.run(seed=args.seed, outputs=samples, **options)
-        else:
-            records += RUNNERS[name](seed=args.seed)
+        begun = time.time()
+        options = {"outputs": samples} if name == "distribution" else {}
+        found = RUNNERS[name](seed=args.seed, tier=tier, **options)
+        records += [dataclasses.replace(r, tier=tier) for r in found]
+        seconds[name] = time.time() - begun
     print(format_table(records))
-    print(f"validate: {len(records)} checks in {time.time() - started:.0f} s")
+    print("validate: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
+    print(f"validate: {len(records)} checks ({tier} tier) in {time.time() - started:.0f} s")
     if args.json:
         write_records(records, args.json)
     if args.out:

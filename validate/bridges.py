@@ -92,11 +92,11 @@ def closed_form(seed: int) -> list[Record]:
     return records
 
 
-def mixture(seed: int) -> list[Record]:
+def mixture(seed: int, dims=(2, 16, 64)) -> list[Record]:
     records = []
     g = torch.Generator().manual_seed(seed)
     n = 2000
-    for d in (2, 16, 64):
+    for d in dims:
         for eps in (0.1, 1.0, 10.0):
             bench = mixture_benchmark(d, eps)
             mean, cov = bench.target_moments()
@@ -227,7 +227,11 @@ def lotka_volterra(seed: int, repeats: int = 3) -> list[Record]:
     return records
 
 
-def run(seed: int = 0) -> list[Record]:
+def run(seed: int = 0, tier: str = "full") -> list[Record]:
+    """Closed forms, the mixture benchmark, multi-marginal SB, DSBM and [SF]²M; the quick tier: closed forms, the
+    2D mixture benchmark and one multi-marginal fit (no network is trained)."""
+    if tier == "quick":
+        return closed_form(seed) + mixture(seed, dims=(2,)) + lotka_volterra(seed, repeats=1)
     return (
         closed_form(seed)
         + mixture(seed)

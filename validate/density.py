@@ -47,12 +47,12 @@ def _rate(steps, errors) -> float:
     return float(-np.polyfit(np.log(np.asarray(steps, float)), np.log(np.asarray(errors, float)), 1)[0])
 
 
-def ode_records(seed: int, n: int = 500) -> list[Record]:
+def ode_records(seed: int, n: int = 500, dims=(2, 8), seeds=SEEDS) -> list[Record]:
     records = []
     interpolant = preset("linear-brownian")
     lo, hi = interpolant.time_range
     grid = torch.linspace(hi, lo, 101, dtype=torch.float64)
-    for dim in (2, 8):
+    for dim in dims:
         exact = exact_marginals(interpolant, dim)
         g = torch.Generator().manual_seed(seed)
         data = exact.rho1.sample(n, g)
@@ -73,7 +73,7 @@ def ode_records(seed: int, n: int = 500) -> list[Record]:
             error = (adaptive.log_density[0] - truth).abs().mean()
             records.append(check(SUITE, case, "ode-exact-dopri5", "mean_abs_error_nats", error, ODE_ERROR))
         for probe, n_probes in (("rademacher", 1), ("gaussian", 2)):
-            for s in SEEDS:
+            for s in seeds:
                 traj = log_likelihood(
                     exact.velocity,
                     data,
@@ -197,13 +197,13 @@ def four_gaussians() -> tuple:
     return vp, ExactMarginals(vp, base, up), ExactMarginals(vp, base, down)
 
 
-def superposition_records(seed: int, n: int = 2000, n_steps: int = 250) -> list[Record]:
+def superposition_records(seed: int, n: int = 2000, n_steps: int = 250, seeds=SEEDS) -> list[Record]:
     records = []
     vp, up, down = four_gaussians()
     lo, hi = vp.time_range
     grid = torch.linspace(lo, hi, n_steps + 1, dtype=torch.float64)
     starts = [lambda y: up.log_density(lo, y), lambda y: down.log_density(lo, y)]
-    for s in SEEDS:
+    for s in seeds:
         g = torch.Generator().manual_seed(1000 * seed + s)
         x0 = up.sample(lo, n, g)
         x = superpose(
@@ -226,5 +226,26 @@ def superposition_records(seed: int, n: int = 2000, n_steps: int = 250) -> list[
     return records
 
 
-def run(seed: int = 0) -> list[Record]:
+def quick_ito_records(seed: int, n: int = 500) -> list[Record]:
+    """The quick tier's Itô checks: the trapezoid scheme forward in 2D (error at 500 steps and fitted rate)."""
+    vp = preset("vp")
+    exact = exact_marginals(vp, 2)
+    steps = (125, 250, 500)
+    runs = _ito_errors(exact, vp, steps, n, seed, scheme="trapezoid")
+    errors = [float(e.abs().mean()) for e, _ in runs]
+    case = "gmm2d-vp-matched"
+    return [check(SUITE, case, "ito-trapezoid", "mean_abs_error_500", errors[-1], ITO_ERROR)] + _rate_records(
+        case, "ito-trapezoid", _rate(steps, errors), 1.0
+    )
+
+
+def run(seed: int = 0, tier: str = "full") -> list[Record]:
+    """ODE likelihoods, the Itô estimator and superposition; the quick tier: 2D, one Hutchinson seed, the Itô
+    trapezoid forward only, one superposition seed."""
+    if tier == "quick":
+        return (
+            ode_records(seed, dims=(2,), seeds=(0,))
+            + quick_ito_records(seed)
+            + superposition_records(seed, n=1000, seeds=(0,))
+        )
     return ode_records(seed) + ito_records(seed) + superposition_records(seed)

@@ -82,6 +82,17 @@ def compare_samples(
     return records
 
 
+QUICK = dict(dims=(2,), n=500, repeats=2, sde_steps=200, noise_scales=(1.0,))
+"""The quick tier: every preset in 2D, the ODE and one forward and the backward SDE, half-size samples."""
+FULL = dict(dims=(2, 8, 16))
+"""The full tier: today's 2D and 8D cases (same draws as before the tiers existed), then 16D."""
+
+
+def run_tier(seed: int = 0, tier: str = "full", outputs: dict | None = None) -> list[Record]:
+    """The suite at one tier (``"quick"`` or ``"full"``)."""
+    return run(seed=seed, outputs=outputs, **(QUICK if tier == "quick" else FULL))
+
+
 def run(
     *,
     dims=(2, 8),

@@ -107,13 +107,13 @@ def _tempered(w, means, var: float, beta: float):
     return GaussianMixture(weights, means, var / beta), log_z
 
 
-def _annealing(seed: int) -> list[Record]:
+def _annealing(seed: int, betas=(2.0, 3.0)) -> list[Record]:
     w = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
     means = torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
     p = GaussianMixture(w, means, 0.25)
     exact = ExactMarginals(VP, STANDARD, p)
     records = []
-    for beta in (2.0, 3.0):
+    for beta in betas:
         case = f"anneal-b{beta:g}"
         target, log_z = _tempered(w, means, 0.25, beta)
         comp = anneal(exact.score, beta, divergence=exact.velocity_divergence)
@@ -182,7 +182,7 @@ def quadratic_reward(x):
     return -0.5 * ((x - CENTRE.to(x)) ** 2).sum(1)
 
 
-def _steering(seed: int) -> list[Record]:
+def _steering(seed: int, quadratic: bool = True) -> list[Record]:
     exact = ExactMarginals(VP, STANDARD, PRIOR)
     base = BaseSampler(VP, exact.score)
     records = []
@@ -197,7 +197,7 @@ def _steering(seed: int) -> list[Record]:
             (STEPS // 2, STEPS - 1),
             dict(precision=2.0 * torch.eye(2, dtype=torch.float64), shift=2.0 * CENTRE),
         ),
-    ):
+    )[: 2 if quadratic else 1]:
         target, log_z = PRIOR.tilt(**tilt)
         tr = fk_steer(
             base, reward, _grid(), lam=lam, every=5, window=window, n=N, dim=2, generator=_gen(seed), progress=False
@@ -208,10 +208,14 @@ def _steering(seed: int) -> list[Record]:
             check(SUITE, case, "fk-steer-diff", "log_z_error", abs(tr.attrs["log_normaliser"] - log_z), LOG_Z)
         )
     n = 500
-    _, r_base, _ = best_of_n(base, linear_reward, _grid(), n_candidates=1, n=n, dim=2, generator=_gen(seed))
-    _, r_bon, nfe_bon = best_of_n(base, linear_reward, _grid(), n_candidates=4, n=n, dim=2, generator=_gen(seed))
+    r_base = best_of_n(base, linear_reward, _grid(), n_candidates=1, n=n, dim=2, generator=_gen(seed)).extras["reward"][
+        -1
+    ]
+    bon = best_of_n(base, linear_reward, _grid(), n_candidates=4, n=n, dim=2, generator=_gen(seed))
+    r_bon, nfe_bon = bon.extras["reward"][-1], bon.attrs["nfe_per_output"]
     tr = svdd(base, linear_reward, _grid(), proposals=4, n=n, dim=2, generator=_gen(seed), progress=False)
-    _, r_bf, nfe_bf = budget_forcing(base, linear_reward, _grid(), budget=2, n=n, dim=2, generator=_gen(seed))
+    bf = budget_forcing(base, linear_reward, _grid(), budget=2, n=n, dim=2, generator=_gen(seed))
+    r_bf, nfe_bf = bf.extras["reward"][-1], bf.attrs["nfe_per_output"]
     base_mean, bon_mean = float(r_base.mean()), float(r_bon.mean())
     for method, mean, nfe in (
         ("svdd-4", float(tr.extras["reward"][-1].mean()), tr.nfe),
@@ -257,5 +261,9 @@ def _posterior(seed: int) -> list[Record]:
     return records
 
 
-def run(seed: int = 0) -> list[Record]:
+def run(seed: int = 0, tier: str = "full") -> list[Record]:
+    """Annealing, products, steering and the posterior sampler; the quick tier: β = 2, the product, steering on
+    the linear reward, the posterior."""
+    if tier == "quick":
+        return _annealing(seed, betas=(2.0,)) + _product(seed) + _steering(seed, quadratic=False) + _posterior(seed)
     return _annealing(seed) + _product(seed) + _steering(seed) + _posterior(seed)

@@ -72,7 +72,10 @@ class GaussianBridge:
     :math:`dX = (MX + c)\,dt + \sqrt{\epsilon}\,dW` on :math:`t \in [0, 1]`.
 
     Args:
-        mean0, cov0, mean1, cov1: the end Gaussians (``(d,)`` and ``(d, d)`` symmetric positive definite).
+        mean0: the mean of the start Gaussian, ``(d,)``.
+        cov0: its covariance, ``(d, d)`` symmetric positive definite.
+        mean1: the mean of the end Gaussian, ``(d,)``.
+        cov1: its covariance, ``(d, d)`` symmetric positive definite.
         epsilon: reference diffusion :math:`\epsilon > 0` (the noise variance per unit time).
         drift_matrix: :math:`M` ``(d, d)``; ``None`` for Brownian. ``float`` :math:`-\lambda` gives OU.
         drift_offset: :math:`c` ``(d,)``; ``None`` for zero.

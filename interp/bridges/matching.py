@@ -91,7 +91,8 @@ class SF2M:
     """Simulation-free score and flow matching for the Schrödinger bridge with reference :math:`\\sigma W`.
 
     Args:
-        flow, score: networks ``(t, x) -> Tensor`` (e.g. :class:`~interp.nets.MLP`).
+        flow: the velocity network ``(t, x) -> Tensor`` (e.g. :class:`~interp.nets.MLP`).
+        score: the score network ``(t, x) -> Tensor``.
         sigma: reference noise :math:`\\sigma > 0` (:math:`\\epsilon = \\sigma^2` in ALGORITHMS.md §4).
         coupling: default entropic OT with entropy weight :math:`2\\sigma^2`; any :class:`~interp.couplings.Coupling`.
         config: training options (:class:`~interp.train.TrainConfig`).
@@ -162,7 +163,8 @@ class DSBM:
     """Iterative Markovian fitting with bridge matching (forward and backward end-point predictors).
 
     Args:
-        forward_net, backward_net: networks ``(t, x) -> Tensor`` predicting :math:`x_1` and :math:`x_0`.
+        forward_net: a network ``(t, x) -> Tensor`` predicting :math:`x_1`.
+        backward_net: a network ``(t, x) -> Tensor`` predicting :math:`x_0`.
         sigma: reference noise.
         iterations: number of half-steps (alternating backward, forward, ...; the last is forward).
         n_pairs: pairs simulated per re-coupling.

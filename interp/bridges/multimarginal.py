@@ -26,7 +26,6 @@ held-out times), and whose :meth:`~MultiMarginalResult.to_xarray` keeps the fitt
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -36,17 +35,17 @@ import xarray as xr
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._version import __version__
+from .._random import seeded_generator
 from ..driver import integrate
 from ..dynamics import constant_noise_sde
-from ..results import write_netcdf
+from ..results import NetCDFResult, result_attrs
 from ..solvers import RK4, EulerMaruyama
 from .references import Brownian, fit_reference
 from .snapshots import check_snapshots, interval_grid
 
 
 @dataclass
-class MultiMarginalResult:
+class MultiMarginalResult(NetCDFResult):
     """Output of :meth:`MultiMarginalBridge.fit` (real time units throughout).
 
     Attributes:
@@ -98,12 +97,11 @@ class MultiMarginalResult:
             values = [[p.get(name, float("nan")) for name in names] for p in self.parameters]
             data["parameters"] = (("iteration", "parameter"), values)
             coords["parameter"] = names
-        attrs = {"snapshot_times": self.snapshot_times.cpu().numpy(), "interp_version": __version__}
-        attrs.update(self.attrs)
+        settings = {k: v for k, v in self.attrs.items() if k != "seed"}
+        attrs = result_attrs(
+            "multi-marginal-sb", self.attrs.get("seed"), snapshot_times=self.snapshot_times.cpu().numpy(), **settings
+        )
         return xr.Dataset(data, coords=coords, attrs=attrs)
-
-    def to_netcdf(self, path: str | os.PathLike) -> None:
-        write_netcdf(self.to_xarray(), path)
 
 
 class MultiMarginalBridge:
@@ -116,7 +114,8 @@ class MultiMarginalBridge:
         iterations: outer iterations (the paper's default 10); the first uses the zero drift.
         steps_per_unit: Euler–Maruyama steps per unit of time for the bridges (and RK4 steps for the flow map).
         n_particles: stitched particles (default: the largest snapshot).
-        sinkhorn_iterations, sinkhorn_threshold: POT Sinkhorn stopping rule.
+        sinkhorn_iterations: POT Sinkhorn's iteration cap.
+        sinkhorn_threshold: POT Sinkhorn's stopping threshold.
         fit_steps: L-BFGS iterations of the reference fit for classes without an exact least-squares solve.
         progress: tqdm bar over outer iterations.
 
@@ -218,6 +217,7 @@ class MultiMarginalBridge:
         held-out snapshot times.
         """
         snapshots, times = check_snapshots(snapshots, times)
+        generator = seeded_generator(generator, snapshots[0].device)
         dim = snapshots[0].shape[1]
         reference = copy.deepcopy(self.reference) if self.reference is not None else Brownian(dim)
         if getattr(reference, "dim", dim) != dim:
@@ -289,5 +289,10 @@ class MultiMarginalBridge:
             parameters=parameters,
             residuals=residuals,
             costs=costs,
-            attrs={"sigma": self.sigma, "iterations": self.iterations, "reference": type(reference).__name__},
+            attrs={
+                "sigma": self.sigma,
+                "iterations": self.iterations,
+                "reference": type(reference).__name__,
+                "seed": generator.initial_seed(),
+            },
         )

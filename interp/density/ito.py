@@ -259,15 +259,17 @@ def ito_log_density(
             ``noise_scale="matched"``.
         noise_scale: :math:`\epsilon(t)` (float or callable of ``t``) or ``"matched"`` (:math:`\epsilon = -D`, the
             diffusion model's own SDE; needs a Gaussian-base ``interpolant``).
-        log_density_start / log_density_end: :math:`\log\rho` at ``grid[0]`` (callable of states or tensor) or at
-            ``grid[-1]`` (callable); without either, ``extras["log_density_change"]`` is returned.
+        log_density_start: :math:`\log\rho` at ``grid[0]`` (callable of states or tensor); without it or
+            ``log_density_end``, ``extras["log_density_change"]`` is returned.
+        log_density_end: :math:`\log\rho` at ``grid[-1]`` (callable of states), instead of ``log_density_start``.
         scheme: ``"ito"`` (order 1/2, divergence-free where the identities allow) or ``"trapezoid"`` (order 1;
             needs :math:`\partial_t\log\rho_t`: ``time_derivative`` or a divergence per step).
         time_derivative: closed-form :math:`\partial_t\log\rho_t(x)` (e.g.
             :meth:`~interp.analytic.ExactMarginals.log_density_time_derivative`), used instead of divergences.
         laplacian: closed-form :math:`\Delta\log\rho_t`; otherwise the divergence of ``score`` when needed.
-        divergence, probe: how divergences are taken when needed (``"exact"`` or ``"hutchinson"``, fresh probes
-            per step from a generator seeded from ``generator``'s seed).
+        divergence: how divergences are taken when needed: ``"exact"`` or ``"hutchinson"`` (fresh probes per step
+            from a generator seeded from ``generator``'s seed).
+        probe: the Hutchinson probe, ``"rademacher"`` or ``"gaussian"``.
 
     Returns:
         a :class:`~interp.results.Trajectory` with ``extras["log_density"]`` ``(n_recorded, batch)`` and

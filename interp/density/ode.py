@@ -131,8 +131,9 @@ def ode_log_density(
             when the path runs from data to noise. Without either, the change since ``grid[0]`` is tracked as
             ``extras["log_density_change"]``.
         divergence: ``"exact"`` (autograd trace; ``d`` backward passes per evaluation) or ``"hutchinson"``.
-        n_probes, probe: Hutchinson probes per path (``"rademacher"`` or ``"gaussian"``), drawn once per path from
-            ``generator``. With ``n_probes >= 2`` each particle's standard error is kept as ``"log_density_se"``.
+        n_probes: Hutchinson probes per path, drawn once per path from ``generator``. With ``n_probes >= 2`` each
+            particle's standard error is kept as ``"log_density_se"``.
+        probe: ``"rademacher"`` or ``"gaussian"``.
         enable_grad: keep the autograd graph (to train by maximum likelihood); otherwise nothing is kept.
 
     Returns:

@@ -221,7 +221,8 @@ def fk_correct(
         composition: the target (:func:`anneal`, :func:`product`, :func:`geometric`, :func:`rlg`).
         interpolant: the interpolant every model was trained on.
         grid: increasing times; on a Gaussian base the first must have :math:`\beta(t) > 0` for ``form="diffusion"``.
-        n, dim: number and dimension of particles for the default Gaussian-base start.
+        n: number of particles for the default Gaussian-base start.
+        dim: their dimension.
         start: initial particles ``(n, ...)`` drawn from :math:`\tilde q_{t_0}` (or ``(particles, log_weights)``
             targeting it by importance weights); required off a Gaussian base.
         start_log_normaliser: :math:`\log Z_{t_0}` of the start (known for the Gaussian-base default).

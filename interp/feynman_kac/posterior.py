@@ -66,7 +66,8 @@ def posterior_sample(
     r"""Weighted particles for :math:`q_t(x)L(y\mid x)` along ``grid`` (increasing, data at t = 1).
 
     Args:
-        score, velocity: the prior model's fields (the velocity may be left out on a Gaussian base).
+        score: the prior model's score.
+        velocity: the prior model's velocity (may be left out on a Gaussian base).
         log_likelihood: :math:`x \mapsto \log L(y\mid x)`, ``(n, ...) -> (n,)``, differentiable (autograd gives
             :math:`\nabla\log L`).
         start: particles from :math:`q_{t_0}L/Z_{t_0}` (or ``(particles, log_weights)``), with

@@ -110,6 +110,21 @@ def _setup(base, grid, start, n, dim, generator, dtype, device):
     return grid, generator, x
 
 
+def _search_result(name: str, grid: Tensor, x1: Tensor, rewards: Tensor, base, generator, outputs: int, **attrs):
+    """The record of a search sampler: the outputs at the last grid time, their rewards (``extras["reward"]``),
+    the evaluations in all (``nfe``) and per output (``attrs["nfe_per_output"]``)."""
+    return Trajectory(
+        times=grid[-1:].clone(),
+        states=x1[None],
+        grid=grid.clone(),
+        solver=name,
+        nfe=int(base.evaluations),
+        seed=generator.initial_seed(),
+        attrs={"nfe_per_output": base.evaluations / outputs, **attrs},
+        extras={"reward": rewards.detach()[None]},
+    )
+
+
 def fk_steer(
     base: BaseSampler,
     reward: Reward,
@@ -287,13 +302,15 @@ def budget_forcing(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     device=None,
-) -> tuple[Tensor, Tensor, float]:
+) -> Trajectory:
     r"""Rollover budget forcing: each particle is an independent search. At every step it may spend its budget
     (``budget`` new candidates per step plus what earlier steps left unused) drawing candidates from the base
     transition one at a time; it takes the first whose :math:`r(\hat x_1)` beats its best so far and rolls the rest
     of the budget over, or, having spent it all, the best candidate seen.
 
-    Returns ``(x, reward, nfe)``: the final data predictions, their rewards, and the mean evaluations per particle.
+    Returns:
+        a :class:`~interp.results.Trajectory` holding the final data predictions (``final``), their rewards
+        (``extras["reward"][-1]``) and the mean evaluations per particle (``attrs["nfe_per_output"]``).
     """
     if not (isinstance(budget, int) and budget >= 1):
         raise ValueError(f"budget must be a positive integer; got {budget!r}")
@@ -330,7 +347,8 @@ def budget_forcing(
         carry = available - used
         x, drift, x1 = keep_x, keep_drift, keep_x1
         best = torch.maximum(best, keep_r)
-    return x1, _rewards(reward, x1), base.evaluations / size
+    rewards = _rewards(reward, x1)
+    return _search_result(f"budget-forcing-{budget}", grid, x1, rewards, base, generator, size, budget=budget)
 
 
 def best_of_n(
@@ -344,9 +362,13 @@ def best_of_n(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     device=None,
-) -> tuple[Tensor, Tensor, float]:
+) -> Trajectory:
     """Best-of-N: ``n_candidates`` independent base samples for each of ``n`` outputs, keep the highest reward.
-    Returns ``(x, reward, nfe)`` with nfe the evaluations per output."""
+
+    Returns:
+        a :class:`~interp.results.Trajectory` holding the kept samples (``final``), their rewards
+        (``extras["reward"][-1]``) and the evaluations per output (``attrs["nfe_per_output"]``).
+    """
     if not (isinstance(n_candidates, int) and n_candidates >= 1):
         raise ValueError(f"n_candidates must be a positive integer; got {n_candidates!r}")
     grid, generator, x = _setup(
@@ -360,4 +382,6 @@ def best_of_n(
     r = _rewards(reward, x1).reshape(n_candidates, n)
     pick = r.argmax(0)
     rows = pick * n + torch.arange(n, device=x.device)
-    return x1[rows], r.max(0).values, base.evaluations / n
+    return _search_result(
+        f"best-of-{n_candidates}", grid, x1[rows], r.max(0).values, base, generator, n, n_candidates=n_candidates
+    )

@@ -46,10 +46,12 @@ def measure(seed: int = 0, multipliers=MULTIPLIERS, outputs: int = OUTPUTS, grou
         return torch.Generator().manual_seed(1000 * seed + offset)
 
     for name, reward in REWARDS.items():
-        _, r, nfe = best_of_n(base, reward, _grid(), n_candidates=1, n=outputs, dim=2, generator=gen(0))
+        out = best_of_n(base, reward, _grid(), n_candidates=1, n=outputs, dim=2, generator=gen(0))
+        r, nfe = out.extras["reward"][-1], out.attrs["nfe_per_output"]
         rows.append(dict(reward=name, method="base", k=1, nfe=nfe, mean_reward=float(r.mean())))
         for k in multipliers:
-            _, r, nfe = best_of_n(base, reward, _grid(), n_candidates=k, n=outputs, dim=2, generator=gen(k))
+            out = best_of_n(base, reward, _grid(), n_candidates=k, n=outputs, dim=2, generator=gen(k))
+            r, nfe = out.extras["reward"][-1], out.attrs["nfe_per_output"]
             rows.append(dict(reward=name, method="best-of-N", k=k, nfe=nfe, mean_reward=float(r.mean())))
             values, nfe = [], 0
             for g in range(groups):
@@ -72,7 +74,8 @@ def measure(seed: int = 0, multipliers=MULTIPLIERS, outputs: int = OUTPUTS, grou
             rows.append(
                 dict(reward=name, method="svdd", k=k, nfe=tr.nfe, mean_reward=float(tr.extras["reward"][-1].mean()))
             )
-            _, r, nfe = budget_forcing(base, reward, _grid(), budget=k, n=outputs, dim=2, generator=gen(k + 2))
+            out = budget_forcing(base, reward, _grid(), budget=k, n=outputs, dim=2, generator=gen(k + 2))
+            r, nfe = out.extras["reward"][-1], out.attrs["nfe_per_output"]
             rows.append(dict(reward=name, method="budget-forcing", k=k, nfe=nfe, mean_reward=float(r.mean())))
     return rows
 
