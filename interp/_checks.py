@@ -1,7 +1,7 @@
 """Input checks shared by every module.
 
 Bad input raises ``ValueError``/``TypeError`` naming the argument and what was expected, so that nothing
-downstream ever sees a silent NaN (DESIGN.md, "Errors").
+downstream ever sees a silent NaN (docs/design.md, "Errors").
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def check_time(t: Tensor, name: str = "t") -> Tensor:
 def batch_time(t, x: Tensor, name: str = "t") -> Tensor:
     """Broadcast a time (scalar or ``(batch,)``) to shape ``(batch,)`` matching ``x``.
 
-    Fields take ``t`` as a scalar tensor or a ``(batch,)`` tensor (DESIGN.md, "Fields").
+    Fields take ``t`` as a scalar tensor or a ``(batch,)`` tensor (docs/design.md, "Fields").
     """
     t = as_tensor(t, name, like=x)
     if t.ndim == 0:

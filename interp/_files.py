@@ -1,4 +1,4 @@
-"""Atomic file writes (DESIGN.md: results and checkpoints are written to a temporary file, then renamed)."""
+"""Atomic file writes (docs/design.md: results and checkpoints are written to a temporary file, then renamed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Draws with an explicit generator on the generator's device, moved to the tensor's device (DESIGN.md,
+"""Draws with an explicit generator on the generator's device, moved to the tensor's device (docs/design.md,
 "Randomness": same seed, same device, same numbers)."""
 
 from __future__ import annotations

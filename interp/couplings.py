@@ -5,7 +5,7 @@ r"""Couplings: how the pairs :math:`(x_0, x_1)` of a training batch are drawn.
   Tong et al. 2023 "OT-CFM", Pooladian et al. 2023). For equal batch sizes the plan is a permutation and
   each :math:`x_0` is paired with its match.
 * :class:`EntropicOTCoupling` — the static Schrödinger-bridge plan for a reference :math:`\sqrt{\epsilon}\,W`:
-  entropic OT with cost :math:`|x_0-x_1|^2` and entropy weight :math:`2\epsilon` (ALGORITHMS.md §4), solved by
+  entropic OT with cost :math:`|x_0-x_1|^2` and entropy weight :math:`2\epsilon` (docs/algorithms.md §4), solved by
   POT's ``ot.sinkhorn(a, b, M, reg=2 * epsilon)`` on the *unnormalised* cost, then ``batch`` pairs drawn from the
   plan with an explicit ``torch.Generator``. For Gaussians :math:`N(0,1) \to N(0,1)` with :math:`\epsilon=1` the
   pairs have covariance :math:`(\sqrt5-1)/2`.
@@ -113,7 +113,7 @@ class EntropicOTCoupling(_PlanCoupling):
     r"""Static Schrödinger-bridge plan for the reference :math:`\sqrt{\epsilon}W`: Sinkhorn with ``reg = 2 epsilon``.
 
     Args:
-        epsilon: the reference noise :math:`\epsilon > 0` (ALGORITHMS.md §4); the cost is not normalised, so the
+        epsilon: the reference noise :math:`\epsilon > 0` (docs/algorithms.md §4); the cost is not normalised, so the
             plan is the entropic OT plan of the actual squared distances.
         max_iterations: Sinkhorn iterations at most (POT ``numItermax``).
         tolerance: stop when the plan's marginal error is below ``tolerance`` relative to the marginal

@@ -1,6 +1,6 @@
 r"""Diagnostics of fields: conservativity, the Fokker–Planck residual of a log-density model, the ODE–SDE gap.
 
-A learned "score" need not be a gradient (Vuong et al. 2025, ALGORITHMS.md §6); these measure how far it is:
+A learned "score" need not be a gradient (Vuong et al. 2025, docs/algorithms.md §6); these measure how far it is:
 
 * :func:`jacobian_asymmetry` — :math:`\|J - J^\top\|_F / \|J\|_F` per point (0 for any gradient field);
 * :func:`curl_2d` — :math:`\partial_1 f_2 - \partial_2 f_1` in two dimensions;

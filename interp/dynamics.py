@@ -1,6 +1,6 @@
 r"""Dynamics the solvers integrate: a plain field (ODE) or an :class:`SDE`, and the interpolant SDEs.
 
-A *field* is any callable ``field(t, x) -> Tensor`` with the shape of ``x`` (DESIGN.md). An :class:`SDE`
+A *field* is any callable ``field(t, x) -> Tensor`` with the shape of ``x`` (docs/design.md). An :class:`SDE`
 pairs a drift field with a diagonal diffusion :math:`g(t, x)` (broadcastable to ``x``):
 :math:`dX = f(t, X)\,dt + g(t, X)\,dW` in the Itô sense.
 

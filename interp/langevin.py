@@ -1,9 +1,9 @@
 r"""Langevin kernels: ULA, MALA, underdamped Langevin (BAOAB, OBABO), annealed Langevin with a score field.
 
 Each kernel is a small object with ``init(target, x) -> state`` and ``step(target, state, generator) -> state``
-over immutable state records (STYLE.md §3); :func:`run_chains` is the one driver (recording, thinning, progress,
-non-finite guard) and returns :class:`Chains`, whose ``to_xarray()`` has dims ``(chain, draw, dim)`` — the layout
-ArviZ reads, so ``arviz.ess(chains.to_xarray())`` gives effective sample sizes.
+over immutable state records (docs/design.md, "Solvers are objects"); :func:`run_chains` is the one driver
+(recording, thinning, progress, non-finite guard) and returns :class:`Chains`, whose ``to_xarray()`` has dims
+``(chain, draw, dim)`` — the layout ArviZ reads, so ``arviz.ess(chains.to_xarray())`` gives effective sample sizes.
 
 Targets are :class:`LangevinTarget`: a log-density (its gradient by autograd) and/or a score
 :math:`\nabla\log\pi`; :func:`as_target` accepts a callable log-density or any object with ``log_density`` (and
@@ -19,7 +19,7 @@ optionally ``score``) methods, such as :class:`~interp.analytic.GaussianMixture`
 * **Denoising MCMC** (Kim & Ye 2022): Langevin–Gibbs over (state, noise level), then an ODE denoise.
 * **Annealed Langevin** (Song & Ermon 2019; the corrector of Song et al. 2021): Langevin steps on
   :math:`s(x, \sigma_k)` for decreasing noise levels with step :math:`2(r|\xi|/|s|)^2`, norms averaged over the
-  chains (ALGORITHMS.md §6).
+  chains (docs/algorithms.md §6).
 """
 
 from __future__ import annotations

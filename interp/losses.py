@@ -1,4 +1,4 @@
-r"""Quadratic objectives whose minimisers are the interpolant's fields (ALGORITHMS.md §1; ABV 2023, Sec. 2.2).
+r"""Quadratic objectives whose minimisers are the interpolant's fields (docs/algorithms.md §1; ABV 2023, Sec. 2.2).
 
 For a model :math:`\hat f(t, x)` and a :class:`Parameterisation` with regression target :math:`y`
 (a function of :math:`t, x_0, x_1, z`), the loss is

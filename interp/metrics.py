@@ -13,7 +13,7 @@ Python float.
   means and covariances, and its "unexplained variance percentage" :math:`100\,BW_2^2/(\tfrac12\operatorname{tr}
   \Sigma_{target})` (Korotin et al. 2021; the metric of the entropic-OT benchmark of Gushchin et al. 2023).
 * :func:`monte_carlo_floor` — the same metric between two independent exact samples of the same size: what
-  a perfect sampler scores, the yardstick of every distribution check (DESIGN.md, "Testing").
+  a perfect sampler scores, the yardstick of every distribution check (docs/design.md, "Testing").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A trajectory's states become the data variable ``x`` with dims ``(time, particle, dim)``; states of any
 trailing shape are flattened into ``dim`` and the shape is kept in the attribute ``state_shape``. Attributes
-carry the solver, NFE, the grid, the seed and the package version (DESIGN.md, "Results").
+carry the solver, NFE, the grid, the seed and the package version (docs/design.md, "Results").
 
 Quantities tracked along the path (log-densities, mixing weights, ...) live in ``Trajectory.extras``: tensors
 whose first two axes are ``(time, particle)``; they become data variables with dims ``(time, particle, ...)``

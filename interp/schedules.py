@@ -11,7 +11,7 @@ Two independent objects (Albergo, Boffi & Vanden-Eijnden 2023, "Stochastic inter
 
 Every method takes a tensor ``t`` of any shape and returns a tensor of that shape, dtype and device.
 A Gaussian-base ("one-sided") schedule puts :math:`x_0 \sim N(0, I)` at ``t = 0`` and data at ``t = 1``
-(flow-matching convention, DESIGN.md "Time").
+(flow-matching convention, docs/design.md "Time").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 r"""Weighted particles: log-weights, effective sample size, resampling schemes and policies, the running estimate of
-the log normalising constant, and the ancestry (ALGORITHMS.md §5).
+the log normalising constant, and the ancestry (docs/algorithms.md §5).
 
 Everything stays in log space (``logsumexp``, never a raw ``exp`` of an unnormalised log-weight), so weights that
 underflow in linear space still give finite, correct answers; degenerate weights (all :math:`-\infty`, any NaN or

@@ -14,7 +14,7 @@ D|s_i|^2]dt`, and the path is driven by a combined score :math:`s_\kappa = \sum_
   :math:`\langle s_i - s_j, s_\kappa\rangle = [\langle s_i - s_j, n\rangle + Dh(|s_i|^2 - |s_j|^2)]/(2Dh)`.
   Together with :math:`\sum\kappa = 1` this is an :math:`M\times M` system per particle, solved by
   pseudo-inverse: when the scores coincide the constraints vanish and :math:`\kappa = 1/M` (the guard of
-  ALGORITHMS.md §2). For two models :math:`\kappa_1 = \tfrac12 + \langle\Delta, n\rangle/(2Dh|\Delta|^2)`.
+  docs/algorithms.md §2). For two models :math:`\kappa_1 = \tfrac12 + \langle\Delta, n\rangle/(2Dh|\Delta|^2)`.
 
 The loop is its own (Euler–Maruyama) rather than :func:`interp.integrate` because AND's drift depends
 on the step's own noise, which no SDE-solver interface expresses.

@@ -1,7 +1,7 @@
 r"""Particle Wasserstein gradient flows of :math:`\mathrm{KL}(\rho\,\|\,\pi)`: the deterministic (probability-flow)
 form of Langevin dynamics with a kernel estimate of :math:`\nabla\log\rho`, and SVGD, its kernelised variant.
 
-* **WGF** (Jordan, Kinderlehrer & Otto 1998; the particle form of Vuong et al. 2025's view, ALGORITHMS.md §6):
+* **WGF** (Jordan, Kinderlehrer & Otto 1998; the particle form of Vuong et al. 2025's view, docs/algorithms.md §6):
   :math:`\dot x_i = \nabla\log\pi(x_i) - \nabla\log\hat\rho(x_i)`, :math:`\hat\rho = \frac1n\sum_j
   N(x_j, h^2 I)` (so :math:`\nabla\log\hat\rho(x_i) = \sum_j w_{ij}(x_j - x_i)/h^2`, :math:`w_{i\cdot}` the
   softmax of :math:`-|x_i - x_j|^2/2h^2`), or with any estimate ``log_density_score`` of

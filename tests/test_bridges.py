@@ -88,7 +88,7 @@ def test_zero_drift_matrix_is_the_brownian_bridge():
 
 @pytest.mark.parametrize("epsilon", [0.1, 1.0])
 def test_marginals_and_drift_match_the_algorithms_formulas(epsilon):
-    """Sigma_t and f(t, x) = (b - a) + S_t^T Sigma_t^-1 (x - mu_t) of ALGORITHMS.md §4 (independent derivation)."""
+    """Sigma_t and f(t, x) = (b - a) + S_t^T Sigma_t^-1 (x - mu_t) of docs/algorithms.md §4 (independent derivation)."""
     a, A, b, B = _case(seed=1)
     sb = GaussianBridge(a, A, b, B, epsilon)
     c, eye = sb.cross_covariance, torch.eye(3)

@@ -33,7 +33,7 @@ def test_exact_ot_in_one_dimension_is_the_monotone_matching():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_entropic_plan_matches_the_gaussian_schrodinger_bridge(seed):
-    """N(0,1) -> N(0,1), epsilon = 1: Cov(x0, x1) = (sqrt(5) - 1) / 2 (ALGORITHMS.md §4), within 4 standard
+    """N(0,1) -> N(0,1), epsilon = 1: Cov(x0, x1) = (sqrt(5) - 1) / 2 (docs/algorithms.md §4), within 4 standard
     errors of a sample covariance, (1 + rho^2) / n."""
     g = torch.Generator().manual_seed(seed)
     n = 1000

@@ -137,7 +137,7 @@ def test_declared_order(make, vp_case):
 
 
 def test_third_order_weight_taylor_vs_reference(vp_case):
-    """ALGORITHMS.md §3 / Lu et al.'s code weight D2 by 1; Taylor needs 2 for third order."""
+    """docs/algorithms.md §3 / Lu et al.'s code weight D2 by 1; Taylor needs 2 for third order."""
     exact, x0, reference = vp_case
     ip = exact.interpolant
     taylor = _slope(exact, x0, reference, DPMSolverPP(ip, 3, lower_order_final=0), (40, 80, 160))

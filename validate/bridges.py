@@ -1,4 +1,4 @@
-"""Schrödinger bridges against closed forms and known dynamics (ALGORITHMS.md §4).
+"""Schrödinger bridges against closed forms and known dynamics (docs/algorithms.md §4).
 
 Budgets (stated):
 * closed form, algebra: the joint precision of the static plan has the reference's off-diagonal block

@@ -12,7 +12,7 @@
   ``RATE_TOLERANCE``), and its error must be the martingale the derivation predicts: the spread of the error
   over particles within [0.8, 1.25] of sqrt(sum_n 2 eps_n^2 h^2 ||Hess log rho||_F^2) computed on the same paths.
   Its error at 500 steps is recorded (as a value: it cannot meet ``ITO_ERROR``, being that martingale).
-* Superposition on the four-Gaussians toy (ALGORITHMS.md §2): OR's four mode masses within ``MASS_TOLERANCE``
+* Superposition on the four-Gaussians toy (docs/algorithms.md §2): OR's four mode masses within ``MASS_TOLERANCE``
   of 1/4; AND's median |log q_up - log q_down| at the final samples within ``AND_FRACTION`` of the spread (std)
   of log q_up under q_up itself; for each of ``SEEDS``.
 """
@@ -189,7 +189,7 @@ def _rate_records(case: str, method: str, rate: float, expected: float) -> list[
 
 
 def four_gaussians() -> tuple:
-    """The toy of ALGORITHMS.md §2: modes at (+-1.5, +-1.5), std 0.4; "up" = top pair, "down" = bottom pair."""
+    """The toy of docs/algorithms.md §2: modes at (+-1.5, +-1.5), std 0.4; "up" = top pair, "down" = bottom pair."""
     vp = preset("vp")
     base = GaussianMixture(torch.ones(1), torch.zeros(1, 2, dtype=torch.float64), 1.0)
     up = GaussianMixture(torch.ones(2), torch.tensor([[-1.5, 1.5], [1.5, 1.5]], dtype=torch.float64), 0.16)

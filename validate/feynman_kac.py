@@ -1,4 +1,4 @@
-"""Feynman–Kac particle methods against exact targets (ALGORITHMS.md §5). Every field is the exact field of a VP
+"""Feynman–Kac particle methods against exact targets (docs/algorithms.md §5). Every field is the exact field of a VP
 interpolant from N(0, I) to a Gaussian mixture, so every error is the sampler's.
 
 Exact targets (all Gaussian mixtures with known normalising constants):

@@ -1,4 +1,4 @@
-"""Langevin kernels, particle gradient flows and field diagnostics against closed forms (ALGORITHMS.md §6).
+"""Langevin kernels, particle gradient flows and field diagnostics against closed forms (docs/algorithms.md §6).
 
 Budgets (stated):
 * invariance — MALA and BAOAB on the banana, Neal's funnel (scale 1.5), the 8-mode ring and a two-mode mixture,

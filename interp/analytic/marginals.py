@@ -2,7 +2,7 @@ r"""Exact time-marginals of an interpolant between two Gaussian mixtures (indepe
 
 With :math:`\rho_0=\sum_i p_i N(\mu_i, C_i)`, :math:`\rho_1=\sum_j q_j N(\nu_j, D_j)`, :math:`x_0 \perp x_1 \perp z`
 and :math:`x_t=\alpha x_0+\beta x_1+\gamma z`, each pair :math:`(i,j)` is one Gaussian component of
-:math:`\rho_t` (ALGORITHMS.md §1; ABV 2023 Sec. 2):
+:math:`\rho_t` (docs/algorithms.md §1; ABV 2023 Sec. 2):
 
 .. math::
     m_{ij} = \alpha\mu_i + \beta\nu_j,\quad K_{ij} = \alpha^2 C_i + \beta^2 D_j + \gamma^2 I,\quad

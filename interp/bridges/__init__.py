@@ -1,4 +1,4 @@
-"""Schrödinger bridges (ALGORITHMS.md §4): closed forms, simulation-free bridge matching, multi-marginal bridges
+"""Schrödinger bridges (docs/algorithms.md §4): closed forms, simulation-free bridge matching, multi-marginal bridges
 with iterative reference refinement, reference dynamics and snapshot simulators.
 
 | module | holds |

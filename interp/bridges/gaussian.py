@@ -1,4 +1,4 @@
-r"""Closed-form Schrödinger bridges between Gaussians (ALGORITHMS.md §4).
+r"""Closed-form Schrödinger bridges between Gaussians (docs/algorithms.md §4).
 
 The bridge from :math:`N(a, A)` to :math:`N(b, B)` on :math:`[0, 1]` for the linear reference
 :math:`dX = (MX + c)\,dt + \sqrt{\epsilon}\,dW` (Brownian when :math:`M = 0, c = 0`; Ornstein–Uhlenbeck when
@@ -20,7 +20,7 @@ The bridge from :math:`N(a, A)` to :math:`N(b, B)` on :math:`[0, 1]` for the lin
    so :math:`\mu_t`, :math:`\Sigma_t` and :math:`\operatorname{Cov}(X_1, X_t)` are linear in the plan's moments.
 3. *Drift* (Doob's h-transform averaged over the end given the present):
    :math:`f(t,x) = Mx + c + \epsilon\Phi_{1-t}^\top V_{1-t}^{-1}(E[X_1\mid X_t = x] - \Phi_{1-t}x - r_{1-t})`.
-   For Brownian reference this equals ALGORITHMS.md's :math:`(b-a) + S_t^\top\Sigma_t^{-1}(x-\mu_t)` (tested).
+   For Brownian reference this equals docs/algorithms.md's :math:`(b-a) + S_t^\top\Sigma_t^{-1}(x-\mu_t)` (tested).
    The drift is defined for :math:`t < 1`.
 
 :class:`GaussianBridge` gives the plan, the marginals, the drift (a field), the bridge SDE and exact samples.

@@ -1,6 +1,6 @@
 r"""Simulation-free Schrödinger bridges: [SF]²M / SB-CFM and iterative Markovian fitting (DSBM).
 
-**[SF]²M** (Tong et al. 2024, "Simulation-free Schrödinger bridges via score and flow matching"; ALGORITHMS.md §4).
+**[SF]²M** (Tong et al. 2024, "Simulation-free Schrödinger bridges via score and flow matching"; docs/algorithms.md §4).
 For the reference :math:`\sigma W` (:math:`\epsilon = \sigma^2`): pairs from minibatch entropic OT with entropy
 weight :math:`2\sigma^2` (:class:`~interp.couplings.EntropicOTCoupling` with ``epsilon = sigma**2``), the Brownian
 bridge :math:`x_t = (1-t)x_0 + tx_1 + \sigma\sqrt{t(1-t)}\,z` — the stochastic interpolant with linear schedule and
@@ -93,7 +93,7 @@ class SF2M:
     Args:
         flow: the velocity network ``(t, x) -> Tensor`` (e.g. :class:`~interp.nets.MLP`).
         score: the score network ``(t, x) -> Tensor``.
-        sigma: reference noise :math:`\\sigma > 0` (:math:`\\epsilon = \\sigma^2` in ALGORITHMS.md §4).
+        sigma: reference noise :math:`\\sigma > 0` (:math:`\\epsilon = \\sigma^2` in docs/algorithms.md §4).
         coupling: default entropic OT with entropy weight :math:`2\\sigma^2`; any :class:`~interp.couplings.Coupling`.
         config: training options (:class:`~interp.train.TrainConfig`).
 

@@ -1,5 +1,5 @@
 r"""Schrödinger bridges with a known solution between a Gaussian mixture and a non-Gaussian target
-(Gushchin et al. 2023, "Building the bridge of Schrödinger: a continuous entropic OT benchmark"; ALGORITHMS.md §4).
+(Gushchin et al. 2023, "Building the bridge of Schrödinger: a continuous entropic OT benchmark"; docs/algorithms.md §4).
 
 Pick a source :math:`p_0` and a positive function :math:`f(y) = \sum_k w_k N(y; m_k, S_k)`. The plan
 :math:`\pi(x, y) = p_0(x)\,N(y; x, \epsilon I) f(y) / Z(x)`, :math:`Z(x) = \sum_k w_k N(x; m_k, S_k + \epsilon I)`,

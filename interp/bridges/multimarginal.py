@@ -1,5 +1,5 @@
 r"""Multi-marginal Schrödinger bridges with iterative reference refinement (Shen, Berlinghieri & Broderick 2024;
-ALGORITHMS.md §4).
+docs/algorithms.md §4).
 
 Snapshots :math:`X_0, \dots, X_K` at times :math:`t_0 < \dots < t_K` and a reference
 :math:`dX = b_\theta(X)\,dt + \sigma\,dW`. Each outer iteration

@@ -1,5 +1,5 @@
 r"""Reference dynamics for Schrödinger bridges and simulators: time-homogeneous drifts :math:`b_\theta(x)` as
-``nn.Module``\ s whose parameters can be refitted to transitions (ALGORITHMS.md §4, Shen et al. 2024).
+``nn.Module``\ s whose parameters can be refitted to transitions (docs/algorithms.md §4, Shen et al. 2024).
 
 Every reference is called as ``reference(x) -> (batch, d)`` and refitted by least squares,
 :math:`\min_\theta \sum_n |b_\theta(x_n) - v_n|^2` with :math:`v_n = (x_{n+1} - x_n)/dt` — the Euler–Maruyama

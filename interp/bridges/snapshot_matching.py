@@ -1,7 +1,7 @@
 r"""Flow and bridge matching through several snapshots: one time-dependent field fitted across every interval.
 
 Snapshots :math:`X_0, \dots, X_K` at times :math:`t_0 < \dots < t_K` (any units). Time is normalised to
-:math:`s = (t - t_0)/T \in [0, 1]`, :math:`T = t_K - t_0` (DESIGN.md, "Time"). For each interval
+:math:`s = (t - t_0)/T \in [0, 1]`, :math:`T = t_K - t_0` (docs/design.md, "Time"). For each interval
 :math:`[s_k, s_{k+1}]` (length :math:`\ell_k`) the two snapshots are coupled by a transport plan solved on the
 whole snapshots (:class:`~interp.couplings.ExactOTCoupling` by default, the full-batch version of minibatch OT:
 single-cell snapshots hold hundreds to thousands of cells), pairs are drawn from the plan, and one field is

@@ -2,7 +2,7 @@ r"""Snapshot data: checks, time normalisation, and a simulator with known dynami
 
 Snapshots are populations observed at increasing times :math:`t_0 < \dots < t_K` (any units), possibly with
 different counts; each is a ``(n_k, d)`` tensor. Internally a horizon :math:`[t_0, t_K]` is mapped to the
-package's :math:`s \in [0, 1]` (DESIGN.md, "Time"): with :math:`T = t_K - t_0`, the SDE
+package's :math:`s \in [0, 1]` (docs/design.md, "Time"): with :math:`T = t_K - t_0`, the SDE
 :math:`dX = b(X)\,dt + \sigma\,dW_t` reads :math:`dX = T\,b(X)\,ds + \sigma\sqrt T\,dW_s`.
 
 :func:`simulate_snapshots` runs a reference drift (e.g. :class:`~interp.bridges.references.LotkaVolterra`) with

@@ -19,7 +19,7 @@ For a Gaussian base (:math:`x_t = \alpha x_0 + \beta x_1`, :math:`x_0 \sim N(0, 
 
 With the *matched* noise :math:`\epsilon = -D` run forward (the reverse SDE of a diffusion model) the Laplacian
 cancels: the estimate needs the score only, no divergence, at no extra field evaluation. Backward (the noising
-SDE) the term :math:`2D\Delta\ell` stays (ALGORITHMS.md §2). For a two-sided interpolant the bracket is
+SDE) the term :math:`2D\Delta\ell` stays (docs/algorithms.md §2). For a two-sided interpolant the bracket is
 :math:`-\nabla\cdot(b - \sigma\epsilon s) - \langle b, s\rangle`: one divergence per step.
 
 Two discretisations of :math:`\int d\ell` are offered on any fixed-step SDE solver:

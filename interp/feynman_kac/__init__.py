@@ -1,4 +1,4 @@
-"""Feynman–Kac particle methods (ALGORITHMS.md §5): correctors for annealed, product and guided targets, reward
+"""Feynman–Kac particle methods (docs/algorithms.md §5): correctors for annealed, product and guided targets, reward
 steering (FK steering, SVDD, rollover budget forcing, best-of-N) and the weighted posterior sampler, all on the
 weighted particles of :mod:`interp.smc`, with results in :class:`~interp.results.Trajectory`."""
 

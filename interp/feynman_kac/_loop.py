@@ -3,7 +3,7 @@
 One step at grid index ``i``: the method evaluates its fields at :math:`(t_i, X_i)` and returns a log-weight
 increment and a move; the particles are reweighted, resampled when the policy says so (before the move, so that
 copies of one particle receive different noise), then moved to :math:`t_{i+1}`. The loop records what
-DESIGN.md promises for weighted particles: log-weights and lineage at the recorded times (``extras``), and the
+docs/design.md promises for weighted particles: log-weights and lineage at the recorded times (``extras``), and the
 ESS, resampling events and running :math:`\\log\\hat Z` at every grid time (``series``).
 """
 

@@ -1,6 +1,6 @@
 r"""Feynman–Kac correctors: weighted SDE samplers for :math:`\tilde q_t = \prod_i q_{i,t}^{\beta_i}` built from the
 fields of models of :math:`q_{i,t}` — annealing :math:`q^\beta`, products of experts :math:`q_1 q_2`, and
-classifier-free-guidance / RLG geometric mixing :math:`q_u^{1-w} q_c^w` (Skreta et al. 2025; ALGORITHMS.md §5).
+classifier-free-guidance / RLG geometric mixing :math:`q_u^{1-w} q_c^w` (Skreta et al. 2025; docs/algorithms.md §5).
 
 **Derivation (interp convention: data at t = 1, the grid increases).** For any SDE
 :math:`dX = u\,dt + \sqrt{2\epsilon}\,dW` and any unnormalised path :math:`\tilde q_t`, the weights

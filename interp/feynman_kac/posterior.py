@@ -1,4 +1,4 @@
-r"""Weighted posterior sampling with a prior model and a likelihood :math:`L(y\mid x)` (ALGORITHMS.md §5): the
+r"""Weighted posterior sampling with a prior model and a likelihood :math:`L(y\mid x)` (docs/algorithms.md §5): the
 particles target :math:`\tilde q_t(x) = q_t(x) L(y\mid x)` at every t, so at t = 1 they sample the posterior
 :math:`p(x\mid y)` with no approximation beyond the time step, and the log normalising constant estimates the
 evidence :math:`\log p(y)`.
@@ -6,7 +6,7 @@ evidence :math:`\log p(y)`.
 With :math:`g = \nabla\log L` and the generic FK residual (see :mod:`interp.feynman_kac.correctors`):
 
 :math:`u = b + \epsilon(s + g)` and :math:`R = b\cdot g` (any interpolant, any :math:`\epsilon \ge 0`; no
-Laplacian). ALGORITHMS.md's variant — drift :math:`a x + (\eta+\epsilon)(s + g)` with weight
+Laplacian). docs/algorithms.md's variant — drift :math:`a x + (\eta+\epsilon)(s + g)` with weight
 :math:`a\,x\cdot g + \eta(\Delta\log L + |g|^2 + 2\langle s, g\rangle)` on a Gaussian base, the
 :math:`a\,x\cdot g` term being what its variance-exploding form (:math:`a = 0`) drops — is an equally exact
 Fokker–Planck residual (checked to 1e-13 against the exact marginals), but on the VP schedule, where

@@ -1,4 +1,4 @@
-r"""Reward steering of a generative SDE at inference time (ALGORITHMS.md §5): FK steering (Singhal et al. 2025),
+r"""Reward steering of a generative SDE at inference time (docs/algorithms.md §5): FK steering (Singhal et al. 2025),
 SVDD (Li et al. 2024), rollover budget forcing (Kim et al. 2025) and best-of-N, on one base model.
 
 The base model is the interpolant SDE :math:`dX = [b + \epsilon s]\,dt + \sqrt{2\epsilon}\,dW` (t: 0 → 1, data at

@@ -1,6 +1,6 @@
 """Solver interfaces.
 
-A solver is a small object (STYLE.md, after diffrax): ``init`` builds its state, ``step`` advances one grid
+A solver is a small object (docs/design.md, after diffrax): ``init`` builds its state, ``step`` advances one grid
 interval and returns the new state. Capabilities are declared (``order``, ``strong_order``, ``weak_order``,
 ``stochastic``, ``adaptive``) and checked against the dynamics before any step is taken, with an error that
 says what is missing. The driver loop, recording, progress and finiteness checks live in

@@ -16,7 +16,7 @@ Levenberg–Marquardt–Langevin method (Wang et al. 2025): :math:`d' = \lambda(
 :math:`v = \kappa d_{prev} + (1-\kappa)d`, rescaled to :math:`\|d\|`. By Sherman–Morrison
 :math:`d' \propto d - v\,(v^\top d)/(\lambda + \|v\|^2)`; with :math:`\kappa = 0` (the authors' default),
 :math:`v = d` and :math:`d'` is parallel to :math:`d`, so after rescaling **the correction is the identity**
-(ALGORITHMS.md §3; tested).
+(docs/algorithms.md §3; tested).
 """
 
 from __future__ import annotations
