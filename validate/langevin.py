@@ -236,12 +236,12 @@ def _learned_score(seed: int) -> list[Record]:
 
 def run(seed: int = 0, tier: str = "full") -> list[Record]:
     """Diagnostics, invariance, gradient flows and bias orders; the quick tier: exact diagnostics, invariance on
-    the funnel and the mixture (200 chains, 500 steps), the flows and ULA's order on 2·10⁵ chains."""
+    the funnel and the mixture (200 chains, 500 steps) and the flows. The bias orders need 10⁶ chains (with 2·10⁵
+    ULA's fit misses its ±0.25 by noise alone) and are in the full tier only."""
     if tier == "quick":
         return (
             diagnostics(seed, learned=False)
             + invariance(seed, targets=("funnel (scale 1.5)", "two-mode mixture"), chains=200, n_steps=500)
             + flows(seed)
-            + orders(seed, chains=200_000, underdamped=False)
         )
     return diagnostics(seed) + invariance(seed) + flows(seed) + orders(seed)
