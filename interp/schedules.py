@@ -49,15 +49,19 @@ class Schedule(ABC):
     time_range: tuple[float, float] = (0.0, 1.0)
 
     @abstractmethod
-    def alpha(self, t: Tensor) -> Tensor: ...
+    def alpha(self, t: Tensor) -> Tensor:
+        """:math:`\\alpha(t)`, the coefficient of :math:`x_0` (1 at t = 0, 0 at t = 1); same shape as ``t``."""
 
     @abstractmethod
-    def beta(self, t: Tensor) -> Tensor: ...
+    def beta(self, t: Tensor) -> Tensor:
+        """:math:`\\beta(t)`, the coefficient of :math:`x_1` (0 at t = 0, 1 at t = 1); same shape as ``t``."""
 
     def alpha_dot(self, t: Tensor) -> Tensor:
+        """:math:`\\dot\\alpha(t)` (by autograd unless a schedule gives it in closed form)."""
         return time_derivative(self.alpha, t)
 
     def beta_dot(self, t: Tensor) -> Tensor:
+        """:math:`\\dot\\beta(t)` (by autograd unless a schedule gives it in closed form)."""
         return time_derivative(self.beta, t)
 
     def alpha_alpha_dot(self, t: Tensor) -> Tensor:
@@ -217,9 +221,11 @@ class NoiseSchedule(ABC):
     name: str = "gamma"
 
     @abstractmethod
-    def gamma(self, t: Tensor) -> Tensor: ...
+    def gamma(self, t: Tensor) -> Tensor:
+        """:math:`\\gamma(t)`, the coefficient of the latent noise :math:`z` (0 at both ends)."""
 
     def gamma_dot(self, t: Tensor) -> Tensor:
+        """:math:`\\dot\\gamma(t)`; may be infinite at the ends — use :meth:`gamma_gamma_dot` there."""
         return time_derivative(self.gamma, t)
 
     def gamma_gamma_dot(self, t: Tensor) -> Tensor:
@@ -228,6 +234,7 @@ class NoiseSchedule(ABC):
 
     @property
     def is_zero(self) -> bool:
+        """Whether :math:`\\gamma \\equiv 0` (then no latent noise is drawn)."""
         return False
 
     def __repr__(self) -> str:
