@@ -82,8 +82,10 @@ def compare_samples(
     return records
 
 
-QUICK = dict(dims=(2,), n=500, repeats=2, sde_steps=200, noise_scales=(1.0,))
-"""The quick tier: every preset in 2D, the ODE and one forward and the backward SDE, half-size samples."""
+QUICK = dict(dims=(2,), noise_scales=(1.0,), presets=("flow", "linear-brownian", "vp"))
+"""The quick tier: three presets (one-sided linear, two-sided with latent noise, VP) in 2D, the ODE, the forward and
+the backward SDE at ε = 1, at full size (the 2× budget was set on 4 groups of 1000; with 2 groups of 500 the null
+ratio reaches 2.2 on seed 1)."""
 FULL = dict(dims=(2, 8, 16))
 """The full tier: today's 2D and 8D cases (same draws as before the tiers existed), then 16D."""
 
@@ -104,13 +106,14 @@ def run(
     seed: int = 0,
     backward: bool = True,
     outputs: dict | None = None,
+    presets=tuple(PRESETS),
 ) -> list[Record]:
     """Run every interpolant preset with the ODE and the forward SDE at each noise scale (and, in 2D, the
     backward SDE at the largest) and return the records. ``outputs`` collects final samples for reports."""
     generator = torch.Generator().manual_seed(seed)
     records: list[Record] = []
     for dim in dims:
-        for name in PRESETS:
+        for name in presets:
             interpolant = preset(name)
             exact = exact_marginals(interpolant, dim)
             t_start, t_end = interpolant.time_range
