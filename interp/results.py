@@ -61,7 +61,7 @@ class NetCDFResult:
 
 
 @dataclass
-class Trajectory:
+class Trajectory(NetCDFResult):
     """States recorded along an integration.
 
     Attributes:
@@ -204,14 +204,10 @@ class Trajectory:
             series=series,
         )
 
-    def to_netcdf(self, path: str | os.PathLike) -> None:
-        """Write to netCDF atomically (temp file + rename)."""
-        write_netcdf(self.to_xarray(), path)
-
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectory:
-        with xr.open_dataset(path, engine=netcdf_engine()) as ds:
-            return cls.from_xarray(ds.load())
+        """Read a trajectory written by :meth:`to_netcdf`."""
+        return cls.from_xarray(cls.load_dataset(path))
 
 
 def netcdf_engine() -> str:

@@ -51,7 +51,7 @@ def _results():
 
 @pytest.mark.parametrize("name,result", list(_results()), ids=lambda v: v if isinstance(v, str) else "")
 def test_every_result_writes_the_same_attributes_and_reads_back(name, result, tmp_path):
-    assert isinstance(result, NetCDFResult) or isinstance(result, interp.Trajectory), name
+    assert isinstance(result, NetCDFResult), name
     ds = result.to_xarray()
     assert ds.attrs["interp_version"] == interp.__version__
     assert isinstance(ds.attrs["method"], str) and ds.attrs["method"]

@@ -40,7 +40,8 @@ tight reference (else the bench stops); configurations that do not are named on 
 
 **Overhead.** A 3 x 256 MLP velocity field (untrained, float32, batch 4096, 2D), NFE 20, no gradient: wall time
 of interp's driver (Euler, RK4, DPM-Solver++ 2M, UniPC-2; median of repeated runs) against the same number of bare
-field evaluations, and interp's Euler/RK4 against torchdiffeq's fixed-step ``euler``/``rk4`` on the same grid.
+field evaluations, and interp's Euler/RK4 against torchdiffeq's fixed-step ``euler``/``rk4`` on the same grid
+(:mod:`validate.bench.overhead`).
 
 k-diffusion's package ``__init__`` imports its training stack (torchvision, scikit-image); only its ``sampling``
 module is loaded here (:func:`k_diffusion_sampling`). Install the peers with
@@ -51,9 +52,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import statistics
 import sys
-import time
 import types
 from dataclasses import dataclass
 
@@ -63,7 +62,6 @@ from interp import grids, integrate
 from interp.grid_search import search_grid
 from interp.interpolants import preset
 from interp.metrics import median_bandwidth, mmd, sliced_wasserstein2
-from interp.nets import MLP
 from interp.records import BenchRecord, compare
 from interp.solvers import (
     DEIS,
@@ -72,7 +70,6 @@ from interp.solvers import (
     DiffusionView,
     DPMSolver,
     DPMSolverPP,
-    Euler,
     Heun,
     UniPC,
     dpm_solver_fast_orders,
@@ -80,6 +77,7 @@ from interp.solvers import (
 
 from ..cases import exact_marginals
 from ..fast_solvers import tight
+from .overhead import overhead_records
 
 NFES = (5, 8, 10, 15, 20)
 # case -> (dimension, evaluation points, pilot points); the exact 64D field costs ~0.1 s per 2000-point evaluation.
@@ -556,68 +554,6 @@ def accuracy_records(rows: list[Row]) -> list[BenchRecord]:
                             "lower",
                         )
                     )
-    return records
-
-
-# ----------------------------------------------------------------------------------------------- overhead
-
-
-def _paired_times(ours, peer, repeats: int) -> tuple[float, float]:
-    """Median wall times of ``ours`` and ``peer``, run alternately (one warm-up each) so that drifts of the
-    machine's speed hit both alike."""
-    ours(), peer()
-    a, b = [], []
-    for _ in range(repeats):
-        for fn, out in ((ours, a), (peer, b)):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return statistics.median(a), statistics.median(b)
-
-
-def overhead_records(seed: int, batch: int = 4096, nfe: int = 20, repeats: int = 21) -> list[BenchRecord]:
-    import torchdiffeq
-
-    torch.manual_seed(seed)
-    net = MLP((2,), hidden=256, depth=3).eval()
-    interpolant = preset("vp")
-    x0 = torch.randn(batch, 2)
-    lo, hi = interpolant.time_range
-    case = f"mlp-3x256/batch{batch}/nfe{nfe}"
-    times = torch.linspace(lo, hi, nfe, dtype=torch.float32)
-
-    def field(t, x):
-        return net(t, x)
-
-    def bare():  # the field's cost does not depend on the state's values; fed its own output it drifts
-        for t in times:
-            field(t, x0)
-
-    records = []
-    with torch.no_grad():
-        for solver, steps in (
-            (Euler(), nfe),
-            (RK4(), nfe // 4),
-            (DPMSolverPP(interpolant, 2), nfe),
-            (UniPC(interpolant, 2), nfe),
-        ):
-            grid = grids.uniform(steps, lo, hi, dtype=torch.float32)
-            ours, peer = _paired_times(
-                lambda s=solver, g=grid: integrate(field, x0, g, s, progress=False), bare, repeats
-            )
-            records.append(
-                compare("solvers", case, f"wall_time_s/{solver.name}", ours, f"{nfe} bare evaluations", peer, "lower")
-            )
-        for solver, method, steps in ((Euler(), "euler", nfe), (RK4(), "rk4", nfe // 4)):
-            grid = grids.uniform(steps, lo, hi, dtype=torch.float32)
-            ours, peer = _paired_times(
-                lambda s=solver, g=grid: integrate(field, x0, g, s, progress=False),
-                lambda g=grid, m=method: torchdiffeq.odeint(field, x0, g, method=m),
-                repeats,
-            )
-            records.append(
-                compare("solvers", case, f"wall_time_s/{solver.name}", ours, f"torchdiffeq-{method}", peer, "lower")
-            )
     return records
 
 

@@ -1,0 +1,75 @@
+"""The driver's own cost: wall time of ``interp.integrate`` with a fixed-step solver against the same number of bare
+field evaluations and against torchdiffeq's fixed-step solve, timed alternately (MLP 3 × 256, batch 4096, NFE 20).
+Part of ``python -m validate.bench solvers``."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from interp import grids, integrate
+from interp.interpolants import preset
+from interp.nets import MLP
+from interp.records import BenchRecord, compare
+from interp.solvers import RK4, DPMSolverPP, Euler, UniPC
+
+
+def _paired_times(ours, peer, repeats: int) -> tuple[float, float]:
+    """Median wall times of ``ours`` and ``peer``, run alternately (one warm-up each) so that drifts of the
+    machine's speed hit both alike."""
+    ours(), peer()
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, out in ((ours, a), (peer, b)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
+def overhead_records(seed: int, batch: int = 4096, nfe: int = 20, repeats: int = 21) -> list[BenchRecord]:
+    import torchdiffeq
+
+    torch.manual_seed(seed)
+    net = MLP((2,), hidden=256, depth=3).eval()
+    interpolant = preset("vp")
+    x0 = torch.randn(batch, 2)
+    lo, hi = interpolant.time_range
+    case = f"mlp-3x256/batch{batch}/nfe{nfe}"
+    times = torch.linspace(lo, hi, nfe, dtype=torch.float32)
+
+    def field(t, x):
+        return net(t, x)
+
+    def bare():  # the field's cost does not depend on the state's values; fed its own output it drifts
+        for t in times:
+            field(t, x0)
+
+    records = []
+    with torch.no_grad():
+        for solver, steps in (
+            (Euler(), nfe),
+            (RK4(), nfe // 4),
+            (DPMSolverPP(interpolant, 2), nfe),
+            (UniPC(interpolant, 2), nfe),
+        ):
+            grid = grids.uniform(steps, lo, hi, dtype=torch.float32)
+            ours, peer = _paired_times(
+                lambda s=solver, g=grid: integrate(field, x0, g, s, progress=False), bare, repeats
+            )
+            records.append(
+                compare("solvers", case, f"wall_time_s/{solver.name}", ours, f"{nfe} bare evaluations", peer, "lower")
+            )
+        for solver, method, steps in ((Euler(), "euler", nfe), (RK4(), "rk4", nfe // 4)):
+            grid = grids.uniform(steps, lo, hi, dtype=torch.float32)
+            ours, peer = _paired_times(
+                lambda s=solver, g=grid: integrate(field, x0, g, s, progress=False),
+                lambda g=grid, m=method: torchdiffeq.odeint(field, x0, g, method=m),
+                repeats,
+            )
+            records.append(
+                compare("solvers", case, f"wall_time_s/{solver.name}", ours, f"torchdiffeq-{method}", peer, "lower")
+            )
+    return records
