@@ -6,6 +6,8 @@ downstream ever sees a silent NaN (docs/design.md, "Errors").
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -15,6 +17,10 @@ def as_tensor(value, name: str, *, like: Tensor | None = None, dtype=None) -> Te
     if isinstance(value, Tensor):
         out = value
     elif isinstance(value, (int, float)) or hasattr(value, "__array__") or isinstance(value, (list, tuple)):
+        # A Python or numpy number takes the state's dtype directly (docs/design.md, "Dtypes"): going through the
+        # default dtype first would round a float64 run's times to float32.
+        if dtype is None and like is not None and like.is_floating_point():
+            dtype = like.dtype
         out = torch.as_tensor(value, dtype=dtype or torch.get_default_dtype())
     else:
         raise TypeError(f"{name} must be a tensor or a number, got {type(value).__name__}")
@@ -91,3 +97,32 @@ def log_density_value(source, x: Tensor, what: str) -> Tensor:
         shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ValueError(f"{what} must give one log-density per particle, shape ({x.shape[0]},); got {shape}")
     return value.to(x.dtype)
+
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def upcast_low_precision(method):
+    """Run a linear-algebra method in float32 when given half-precision tensors, and cast the results back.
+
+    torch has no Cholesky or triangular solve in float16/bfloat16; rather than fail deep inside torch, the
+    closed-form modules compute in float32 and return the caller's dtype (docs/design.md, "Dtypes")."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        low = next((a.dtype for a in args if isinstance(a, Tensor) and a.dtype in LOW_PRECISION), None)
+        if low is None:
+            return method(self, *args, **kwargs)
+        up = [a.float() if isinstance(a, Tensor) and a.dtype in LOW_PRECISION else a for a in args]
+        out = method(self, *up, **kwargs)
+
+        def back(value):
+            if isinstance(value, Tensor) and value.is_floating_point():
+                return value.to(low)
+            if isinstance(value, tuple):
+                return tuple(back(v) for v in value)
+            return value
+
+        return back(out)
+
+    return wrapper

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_matrix
+from ._grad import autograd_on, check_graph, grad_leaf
 from .density import field_divergence
 from .driver import integrate
 from .dynamics import generative_sde
@@ -61,10 +62,10 @@ def jacobian(field: Callable, x: Tensor, t=None) -> Tensor:
     """The Jacobian :math:`J_{ij} = \\partial f_i/\\partial x_j` at each point, ``(batch, dim, dim)``; ``field(x)``
     or, with ``t``, ``field(t, x)``. The field must treat points independently."""
     x = _points(x)
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
+    with autograd_on():
+        xg = grad_leaf(x)
         out = _call(field, t, xg)
-        if not out.requires_grad:
+        if not check_graph(out, lambda z: _call(field, t, z), xg, "the field"):
             return torch.zeros(x.shape[0], x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
         rows = [
             torch.autograd.grad(out[:, i].sum(), xg, retain_graph=True, allow_unused=True)[0] for i in range(x.shape[1])
@@ -192,13 +193,17 @@ def fokker_planck_residual(
 
     with torch.no_grad():
         du_dt = (u(t + dt, x) - u(t - dt, x)) / (2 * dt)
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(u(t, xg).sum(), xg, create_graph=True)
-        laplacian = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for i in range(x.shape[1]):
-            (row,) = torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True)
-            laplacian = laplacian + row[:, i]
+    laplacian = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    with autograd_on():
+        xg = grad_leaf(x)
+        value = u(t, xg)
+        if check_graph(value, lambda z: u(t, z), xg, "log_density"):
+            (grad,) = torch.autograd.grad(value.sum(), xg, create_graph=True)
+            for i in range(x.shape[1]):
+                (row,) = torch.autograd.grad(grad[:, i].sum(), xg, retain_graph=True, allow_unused=True)
+                laplacian = laplacian + (0 if row is None else row[:, i])
+        else:
+            grad = torch.zeros_like(x)
     grad = grad.detach()
     b, div = field_divergence(drift, torch.as_tensor(t, dtype=x.dtype, device=x.device), x)
     return du_dt + div[0] + (b * grad).sum(dim=1) - noise_scale * (laplacian + grad.pow(2).sum(dim=1))

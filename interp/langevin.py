@@ -33,8 +33,9 @@ import xarray as xr
 from torch import Tensor
 
 from ._checks import check_matrix
+from ._grad import autograd_on, check_graph, grad_leaf
 from ._random import rand, randn_like
-from .results import NetCDFResult, result_attrs
+from .results import NetCDFResult, result_attrs, to_numpy
 from .stepping import NonFiniteStateError, StepLoop, seeded_generator
 
 __all__ = [
@@ -78,12 +79,13 @@ class LangevinTarget:
             value = self._value(x) if need_value else None
             grad = self.score(x)
         else:
-            with torch.enable_grad():
-                xg = x.detach().requires_grad_(True)
+            with autograd_on():
+                xg = grad_leaf(x)
                 value = self._value(xg)
-                if not value.requires_grad:
-                    raise TypeError("the log-density does not depend on x through autograd: pass score= instead")
-                (grad,) = torch.autograd.grad(value.sum(), xg)
+                if check_graph(value, self._value, xg, "the log-density (pass score= to give its gradient)"):
+                    (grad,) = torch.autograd.grad(value.sum(), xg)
+                else:
+                    grad = torch.zeros_like(x)
             value = value.detach()
         if grad.shape != x.shape:
             raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(grad.shape)}")
@@ -313,10 +315,10 @@ class DenoisingResult(NetCDFResult):
     def to_xarray(self) -> xr.Dataset:
         return xr.Dataset(
             {
-                "samples": (("chain", "dim"), self.samples.detach().cpu().numpy()),
-                "state": (("chain", "dim"), self.state.detach().cpu().numpy()),
-                "level": (("chain",), self.level.cpu().numpy()),
-                "level_trace": (("chain", "step"), self.level_trace.cpu().numpy()),
+                "samples": (("chain", "dim"), to_numpy(self.samples)),
+                "state": (("chain", "dim"), to_numpy(self.state)),
+                "level": (("chain",), to_numpy(self.level)),
+                "level_trace": (("chain", "step"), to_numpy(self.level_trace)),
             },
             attrs=result_attrs("DenoisingMCMC", self.seed, **self.settings),
         )
@@ -409,9 +411,9 @@ class Chains(NetCDFResult):
     seed: int | None = None
 
     def to_xarray(self) -> xr.Dataset:
-        data = {"x": (("chain", "draw", "dim"), self.draws.detach().cpu().numpy())}
+        data = {"x": (("chain", "draw", "dim"), to_numpy(self.draws))}
         if self.acceptance is not None:
-            data["acceptance"] = (("chain",), self.acceptance.detach().cpu().numpy())
+            data["acceptance"] = (("chain",), to_numpy(self.acceptance))
         return xr.Dataset(data, attrs=result_attrs(self.kernel, self.seed, **self.settings))
 
 

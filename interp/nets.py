@@ -68,6 +68,12 @@ class MLP(nn.Module):
     def forward(self, t, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.state_shape:
             raise ValueError(f"x must have shape (batch, {self.state_shape}); got {tuple(x.shape)}")
+        weight = self.layers[0].weight
+        if x.dtype != weight.dtype:  # refused here rather than as a matmul error deep inside torch
+            raise TypeError(
+                f"x is {x.dtype} but the network's parameters are {weight.dtype}: convert one to the other "
+                f"(net.to({x.dtype}) or x.to({weight.dtype}))"
+            )
         tb = batch_time(t, x)
         features = torch.cat([x.reshape(x.shape[0], -1), self.time_embedding(tb)], dim=1)
         return self.layers(features).reshape(x.shape)

@@ -27,7 +27,26 @@ from torch import Tensor
 from ._files import write_atomically
 from ._version import __version__
 
-__all__ = ["NetCDFResult", "Trajectory", "netcdf_engine", "result_attrs", "write_atomically", "write_netcdf"]
+__all__ = [
+    "NetCDFResult",
+    "Trajectory",
+    "netcdf_engine",
+    "result_attrs",
+    "to_numpy",
+    "write_atomically",
+    "write_netcdf",
+]
+
+
+def to_numpy(value: Tensor, *, float64: bool = False) -> np.ndarray:
+    """A tensor as a numpy array for xarray/netCDF: detached, on the CPU; bfloat16 (which numpy lacks) becomes
+    float32 exactly, and ``float64=True`` widens times and grids so they read back exactly."""
+    value = value.detach().cpu()
+    if float64 and value.is_floating_point():
+        value = value.double()
+    elif value.dtype == torch.bfloat16:
+        value = value.float()
+    return value.numpy()
 
 
 def result_attrs(method: str, seed: int | None = None, **settings) -> dict:
@@ -137,12 +156,12 @@ class Trajectory(NetCDFResult):
     def to_xarray(self) -> xr.Dataset:
         """The trajectory as a Dataset with dims ``time``, ``particle``, ``dim``."""
         n_times, batch = self.states.shape[:2]
-        values = self.states.detach().reshape(n_times, batch, -1).cpu().numpy()
+        values = to_numpy(self.states.reshape(n_times, batch, -1))
         attrs = {
             "method": self.solver,
             "solver": self.solver,
             "nfe": int(self.nfe),
-            "grid": self.grid.detach().cpu().double().numpy(),
+            "grid": to_numpy(self.grid, float64=True),
             "state_shape": np.asarray(self.states.shape[2:], dtype=np.int64),
             "dtype": str(self.states.dtype).replace("torch.", ""),
             "interp_version": __version__,
@@ -155,18 +174,18 @@ class Trajectory(NetCDFResult):
         for name, value in self.extras.items():
             if name in variables or name in ("time", "particle", "dim"):
                 raise ValueError(f"extra name {name!r} clashes with a trajectory variable")
-            variables[name] = (self.dims_of(name), value.detach().cpu().numpy())
+            variables[name] = (self.dims_of(name), to_numpy(value))
         coords = {
-            "time": self.times.detach().cpu().double().numpy(),
+            "time": to_numpy(self.times, float64=True),
             "particle": np.arange(batch),
             "dim": np.arange(values.shape[-1]),
         }
         for name, value in self.series.items():
             if name in variables:
                 raise ValueError(f"series name {name!r} clashes with a trajectory variable")
-            variables[name] = (("step",), value.detach().cpu().numpy())
+            variables[name] = (("step",), to_numpy(value))
         if self.series:
-            coords["step_time"] = ("step", self.grid.detach().cpu().double().numpy())
+            coords["step_time"] = ("step", to_numpy(self.grid, float64=True))
         return xr.Dataset(
             variables,
             coords=coords,

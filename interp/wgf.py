@@ -29,7 +29,7 @@ import xarray as xr
 from torch import Tensor
 
 from .langevin import LangevinTarget, as_target
-from .results import NetCDFResult, result_attrs
+from .results import NetCDFResult, result_attrs, to_numpy
 from .stepping import StepLoop
 
 __all__ = ["FlowResult", "kde_log_density", "kde_score", "local_bandwidth", "svgd", "wgf"]
@@ -78,14 +78,12 @@ class FlowResult(NetCDFResult):
         return self.particles[-1]
 
     def to_xarray(self) -> xr.Dataset:
-        data = {"x": (("step", "particle", "dim"), self.particles.detach().cpu().numpy())}
+        data = {"x": (("step", "particle", "dim"), to_numpy(self.particles))}
         if self.energy is not None:
-            data["energy"] = (("step",), self.energy.cpu().numpy())
+            data["energy"] = (("step",), to_numpy(self.energy))
         if self.kl is not None:
-            data["kl"] = (("step",), self.kl.cpu().numpy())
-        return xr.Dataset(
-            data, coords={"step": self.steps.cpu().numpy()}, attrs=result_attrs(self.method, **self.settings)
-        )
+            data["kl"] = (("step",), to_numpy(self.kl))
+        return xr.Dataset(data, coords={"step": to_numpy(self.steps)}, attrs=result_attrs(self.method, **self.settings))
 
 
 def _check(x0: Tensor, step_size: float, n_steps: int, record_every: int) -> Tensor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import as_tensor, check_batch, check_finite
+from .._checks import as_tensor, check_batch, check_finite, upcast_low_precision
 
 
 @dataclass(frozen=True)
@@ -176,23 +176,28 @@ class GaussianMixture:
             setattr(out, name, getattr(self, name).to(dtype=like.dtype, device=like.device))
         return out
 
+    @upcast_low_precision
     def log_density(self, x: Tensor) -> Tensor:
         """:math:`\\log\\rho(x)`, shape ``(batch,)``."""
         return self._terms(x).log_density
 
+    @upcast_low_precision
     def score(self, x: Tensor) -> Tensor:
         """:math:`\\nabla\\log\\rho(x)`, shape ``(batch, dim)``."""
         return self._terms(x).score
 
+    @upcast_low_precision
     def log_density_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Both, from one evaluation of the components (what a Metropolis step needs)."""
         terms = self._terms(x)
         return terms.log_density, terms.score
 
+    @upcast_low_precision
     def laplacian_log_density(self, x: Tensor) -> Tensor:
         """:math:`\\Delta\\log\\rho(x)`, shape ``(batch,)``."""
         return self._terms(x).laplacian_log_density
 
+    @upcast_low_precision
     def responsibilities(self, x: Tensor) -> Tensor:
         """Posterior component probabilities, shape ``(batch, K)``."""
         return self._terms(x).responsibilities

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import batch_time, check_batch, check_time, time_column
+from .._checks import batch_time, check_batch, check_time, time_column, upcast_low_precision
 from ..interpolants import Interpolant
 from .gaussian_mixture import ComponentTerms, GaussianMixture, cholesky_checked, component_terms
 
@@ -126,18 +126,22 @@ class ExactMarginals:
         return out.reshape(out.shape[0], -1, d, d)
 
     # -------------------------------------------------------------- densities
+    @upcast_low_precision
     def log_density(self, t, x: Tensor) -> Tensor:
         r""":math:`\log\rho_t(x)`, shape ``(batch,)``."""
         return self._terms(t, x)[1].log_density
 
+    @upcast_low_precision
     def score(self, t, x: Tensor) -> Tensor:
         r""":math:`\nabla\log\rho_t(x)`, shape ``(batch, dim)``."""
         return self._terms(t, x)[1].score
 
+    @upcast_low_precision
     def laplacian_log_density(self, t, x: Tensor) -> Tensor:
         r""":math:`\Delta\log\rho_t(x)`, shape ``(batch,)``."""
         return self._terms(t, x)[1].laplacian_log_density
 
+    @upcast_low_precision
     def log_density_time_derivative(self, t, x: Tensor) -> Tensor:
         r""":math:`\partial_t\log\rho_t(x)`, shape ``(batch,)``, in closed form.
 
@@ -155,12 +159,14 @@ class ExactMarginals:
         per = (p * mean_dot).sum(-1) + quad - trace
         return (terms.responsibilities * per).sum(-1)
 
+    @upcast_low_precision
     def velocity_divergence(self, t, x: Tensor) -> Tensor:
         r""":math:`\nabla\cdot b(t, x)`, shape ``(batch,)``, from the transport equation:
         :math:`-\partial_t\log\rho_t - \langle b, \nabla\log\rho_t\rangle`."""
         return -self.log_density_time_derivative(t, x) - (self.velocity(t, x) * self.score(t, x)).sum(-1)
 
     # -------------------------------------------------------------- fields
+    @upcast_low_precision
     def velocity(self, t, x: Tensor) -> Tensor:
         r"""The velocity :math:`b(t, x)` whose flow carries :math:`\rho_0` to :math:`\rho_1`."""
         tt, terms, r0, r1 = self._terms(t, x)
@@ -170,6 +176,7 @@ class ExactMarginals:
             raise ValueError(f"the exact velocity is not finite; stay inside time_range {self.interpolant.time_range}")
         return out
 
+    @upcast_low_precision
     def x0_mean(self, t, x: Tensor) -> Tensor:
         r""":math:`E[x_0 \mid x_t = x]`."""
         tt, terms, r0, r1 = self._terms(t, x)
@@ -178,6 +185,7 @@ class ExactMarginals:
         mu = r0.means[None, :, None, :].expand(1, -1, r1.n_components, -1).reshape(1, -1, self.dim)
         return self._expect(terms, matrices, mu)
 
+    @upcast_low_precision
     def x1_mean(self, t, x: Tensor) -> Tensor:
         r""":math:`E[x_1 \mid x_t = x]`."""
         tt, terms, r0, r1 = self._terms(t, x)
@@ -186,12 +194,14 @@ class ExactMarginals:
         nu = r1.means[None, None, :, :].expand(1, r0.n_components, -1, -1).reshape(1, -1, self.dim)
         return self._expect(terms, matrices, nu)
 
+    @upcast_low_precision
     def denoiser(self, t, x: Tensor) -> Tensor:
         r""":math:`\eta = E[z \mid x_t = x] = \gamma \sum w_{ij} K_{ij}^{-1}(x - m_{ij})`."""
         tt, terms, _, _ = self._terms(t, x)
         gamma = time_column(self.interpolant.noise.gamma(tt), x)
         return gamma * terms.expect(terms.precision_residual)
 
+    @upcast_low_precision
     def mean_velocity(self, t, x: Tensor) -> Tensor:
         r""":math:`v = E[\dot\alpha x_0 + \dot\beta x_1 \mid x]`."""
         tt = batch_time(t, x)

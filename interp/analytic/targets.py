@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_batch
+from .._grad import autograd_on, grad_leaf
 from .gaussian_mixture import GaussianMixture
 
 
@@ -46,8 +47,8 @@ class Target(ABC):
     def score(self, x: Tensor) -> Tensor:
         """:math:`\\nabla\\log\\rho(x)` by autograd, shape ``(batch, dim)``."""
         check_batch(x, "x", dim=self.dim)
-        with torch.enable_grad():
-            xx = x.detach().requires_grad_(True)
+        with autograd_on():
+            xx = grad_leaf(x)
             (grad,) = torch.autograd.grad(self.log_density(xx).sum(), xx)
         return grad
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import as_tensor, check_batch, check_finite
+from .._checks import as_tensor, check_batch, check_finite, upcast_low_precision
 from .._linalg import symmetric_power
 from ..analytic.gaussian_mixture import cholesky_checked
 from ..dynamics import SDE, constant_noise_sde
@@ -193,6 +193,7 @@ class GaussianBridge:
         mean, cov = self.marginal(t)
         return _gaussian_samples(n, mean, cov, generator)
 
+    @upcast_low_precision
     def drift(self, t, x: Tensor) -> Tensor:
         r"""The bridge drift :math:`f(t, x)` for ``t < 1`` (scalar or ``(batch,)``), ``x`` of shape ``(batch, d)``."""
         check_batch(x, "x", dim=self.dim)

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .._random import seeded_generator
 from ..driver import integrate
 from ..dynamics import constant_noise_sde
-from ..results import NetCDFResult, result_attrs
+from ..results import NetCDFResult, result_attrs, to_numpy
 from ..solvers import RK4, EulerMaruyama
 from .references import Brownian, fit_reference
 from .snapshots import check_snapshots, interval_grid
@@ -82,16 +82,16 @@ class MultiMarginalResult(NetCDFResult):
     def to_xarray(self) -> xr.Dataset:
         n_iter = self.iterates.shape[0]
         data = {
-            "iterates": (("iteration", "record_time", "particle", "dim"), self.iterates.detach().cpu().numpy()),
-            "trajectories": (("time", "particle", "dim"), self.trajectories.detach().cpu().numpy()),
+            "iterates": (("iteration", "record_time", "particle", "dim"), to_numpy(self.iterates)),
+            "trajectories": (("time", "particle", "dim"), to_numpy(self.trajectories)),
             "residual": (("iteration",), list(self.residuals)),
             "transport_cost": (("iteration",), list(self.costs)),
         }
         names = sorted({name for p in self.parameters for name in p})
         coords = {
             "iteration": list(range(n_iter)),
-            "record_time": self.record_times.cpu().numpy(),
-            "time": self.times.cpu().numpy(),
+            "record_time": to_numpy(self.record_times),
+            "time": to_numpy(self.times),
         }
         if names:
             values = [[p.get(name, float("nan")) for name in names] for p in self.parameters]
@@ -99,7 +99,7 @@ class MultiMarginalResult(NetCDFResult):
             coords["parameter"] = names
         settings = {k: v for k, v in self.attrs.items() if k != "seed"}
         attrs = result_attrs(
-            "multi-marginal-sb", self.attrs.get("seed"), snapshot_times=self.snapshot_times.cpu().numpy(), **settings
+            "multi-marginal-sb", self.attrs.get("seed"), snapshot_times=to_numpy(self.snapshot_times), **settings
         )
         return xr.Dataset(data, coords=coords, attrs=attrs)
 

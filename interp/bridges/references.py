@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_batch
+from .._grad import autograd_on, grad_leaf
 
 
 class Reference(nn.Module):
@@ -194,8 +195,8 @@ class GradientField(Reference):
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
         outer = torch.is_grad_enabled()  # keep the graph to the parameters only when the caller wants gradients
-        with torch.enable_grad():
-            xg = x if x.requires_grad else x.detach().requires_grad_(True)
+        with autograd_on():
+            xg = grad_leaf(x, keep=True)
             energy = self.potential(xg.to(next(self.potential.parameters()).dtype)).sum()
             (grad,) = torch.autograd.grad(energy, xg, create_graph=outer)
         return -grad.to(x.dtype)

@@ -7,6 +7,7 @@ import contextlib
 from torch import Tensor
 
 from .._checks import log_density_value
+from .._grad import GradientError
 
 DIVERGENCES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
@@ -46,6 +47,8 @@ class FirstCallErrors:
     def __call__(self, what: str):
         try:
             yield
+        except GradientError:  # already names the problem; a shape is not its cause
+            raise
         except (RuntimeError, ValueError, TypeError, IndexError) as error:
             if not self.first:
                 raise

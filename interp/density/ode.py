@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_batch
+from .._grad import autograd_on, check_graph, grad_leaf
 from .._linalg import flat_dot
 from .._random import seeded_generator
 from ..driver import integrate
@@ -56,14 +57,14 @@ def field_divergence(
     The field must treat particles independently (no batch statistics). Without ``create_graph`` the results
     are detached; with it, gradients flow to the field's parameters and to ``x``.
     """
-    with torch.enable_grad():
-        xg = x if (create_graph and x.requires_grad) else x.detach().requires_grad_(True)
+    with autograd_on():
+        xg = grad_leaf(x, keep=create_graph)
         out = field(t, xg)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"the field returned {shape} for a state of shape {tuple(x.shape)}")
         batch = x.shape[0]
-        if not out.requires_grad:  # the field does not depend on x at all
+        if not check_graph(out, lambda z: field(t, z), xg, "the field"):  # verified constant in x
             k = 1 if probes is None else probes.shape[0]
             return out, torch.zeros(k, batch, dtype=x.dtype, device=x.device)
         if probes is None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .._grad import autograd_on, check_graph, grad_leaf
 from .._random import seeded_generator
 from ..interpolants import Interpolant
 from ..results import Trajectory
@@ -35,14 +36,16 @@ __all__ = ["linear_gaussian_start", "posterior_sample"]
 
 
 def _grad(log_likelihood: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
+    with autograd_on():
+        xg = grad_leaf(x)
         value = log_likelihood(xg)
         if not isinstance(value, Tensor) or value.shape != (x.shape[0],):
             shape = getattr(value, "shape", type(value).__name__)
             raise ValueError(f"log_likelihood must return a ({x.shape[0]},) tensor; got {shape}")
         if not torch.isfinite(value).all():
             raise ValueError("log_likelihood returned a non-finite value")
+        if not check_graph(value, log_likelihood, xg, "log_likelihood"):
+            return torch.zeros_like(x)
         (grad,) = torch.autograd.grad(value.sum(), xg)
     return grad.detach()
 
