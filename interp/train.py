@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+import pickle
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.distributed as dist
@@ -39,11 +40,42 @@ class TrainingError(FloatingPointError):
     """The loss became non-finite; names the step. The last checkpoint written is kept as it was."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: names the file and the problem (unreadable, not a checkpoint of
+    :class:`Trainer`, another architecture, or written with another configuration)."""
+
+
+# Settings that only steer how a run is watched or where it writes; a resume may change them freely. Every other
+# field of TrainConfig changes the numbers and must match the checkpoint's unless named in ``override``.
+RUN_ONLY_FIELDS = ("device", "progress", "eval_every", "checkpoint_every", "checkpoint_path")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU."""
+    """``"auto"`` picks CUDA when available, else CPU; an unknown or absent device is a ``ValueError``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        out = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r} ({error})") from None
+    if out.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA device here")
+    if out.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+    return out
+
+
+def _count(value, name: str, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}; got {value!r}")
+
+
+def _positive(value, name: str, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        limit = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {limit}; got {value!r}")
 
 
 @dataclass
@@ -66,12 +98,22 @@ class TrainConfig:
     checkpoint_path: str | None = None
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be positive; got {self.steps}, {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive; got {self.learning_rate}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must lie in [0, 1); got {self.ema_decay}")
+        _count(self.steps, "steps", minimum=1)
+        _count(self.batch_size, "batch_size", minimum=1)
+        _positive(self.learning_rate, "learning_rate")
+        _positive(self.weight_decay, "weight_decay", allow_zero=True)
+        _count(self.warmup_steps, "warmup_steps", minimum=0)
+        # A negative clip norm would scale gradients by a negative factor (gradient ascent), zero would freeze
+        # training: no clipping is None, never a number <= 0.
+        if self.grad_clip_norm is not None:
+            _positive(self.grad_clip_norm, "grad_clip_norm (None for no clipping)")
+        if not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
+            raise ValueError(f"ema_decay must lie in [0, 1); got {self.ema_decay!r}")
+        _count(self.seed, "seed", minimum=0)
+        _count(self.eval_every, "eval_every", minimum=0)
+        _count(self.checkpoint_every, "checkpoint_every", minimum=0)
+        if not isinstance(self.device, (str, torch.device)):
+            raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda'; got {self.device!r}")
         if self.checkpoint_every and not self.checkpoint_path:
             raise ValueError("checkpoint_every needs checkpoint_path")
 
@@ -103,6 +145,36 @@ def _needs_noise(loss) -> bool:
     """Whether ``loss`` takes Gaussian noise ``z``: its ``needs_noise`` attribute, else its interpolant's γ ≠ 0."""
     needs = getattr(loss, "needs_noise", None)
     return bool(needs) if needs is not None else not loss.interpolant.noise.is_zero
+
+
+CHECKPOINT_KEYS = ("model", "ema", "optimiser", "scheduler", "generator", "step", "losses", "config")
+
+
+def _read_checkpoint(name: str, device: torch.device) -> dict:
+    """The checkpoint's dictionary, or a :class:`CheckpointError` saying what is wrong with the file."""
+    if not os.path.isfile(name):
+        raise CheckpointError(f"checkpoint {name!r} does not exist or is not a file")
+    if os.path.getsize(name) == 0:
+        raise CheckpointError(f"checkpoint {name!r} is empty (0 bytes): an interrupted copy?")
+    try:
+        state = torch.load(name, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's own advice here (weights_only=False) would run arbitrary code from the file; not followed.
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(
+            f"checkpoint {name!r} is not a torch checkpoint this version can read safely ({first})"
+        ) from None
+    except (OSError, EOFError, RuntimeError, ValueError) as error:
+        problem = f"{type(error).__name__}: {error}"
+        raise CheckpointError(f"checkpoint {name!r} is truncated or corrupt ({problem})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {name!r} holds a {type(state).__name__}, not a Trainer checkpoint")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        bare = "model" in missing
+        hint = " (it looks like a bare model state_dict: load it with model.load_state_dict)" if bare else ""
+        raise CheckpointError(f"checkpoint {name!r} is not a Trainer checkpoint: it lacks {missing}{hint}")
+    return state
 
 
 class Trainer:
@@ -253,18 +325,63 @@ class Trainer:
         state = self.state_dict()
         write_atomically(path, lambda tmp: torch.save(state, tmp))
 
-    def load(self, path: str | os.PathLike) -> None:
-        """Resume from a checkpoint written by :meth:`save` (loaded with ``weights_only=True``)."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
+    def load(self, path: str | os.PathLike, *, override: tuple[str, ...] | list[str] = ()) -> None:
+        """Resume from a checkpoint written by :meth:`save` (loaded with ``weights_only=True``).
+
+        The checkpoint's configuration is compared with this trainer's: a field that changes the numbers
+        (everything but device, progress and the eval/checkpoint cadence) and differs is a :class:`CheckpointError`,
+        unless named in ``override`` — then this trainer's value is used (a new ``learning_rate`` or
+        ``weight_decay`` is written into the restored optimiser). Every problem with the file is a
+        :class:`CheckpointError` naming it.
+        """
+        name = os.fspath(path)
+        unknown = set(override) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise ValueError(f"override names fields TrainConfig does not have: {sorted(unknown)}")
+        state = _read_checkpoint(name, self.device)
+        self._check_architecture(name, state["model"])
+        self._check_config(name, state["config"], override)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
         try:
-            self.model.load_state_dict(state["model"])
-            self.ema.load_state_dict(state["ema"])
-        except RuntimeError as error:
-            raise ValueError(
-                f"checkpoint {os.fspath(path)!r} was written for a different architecture: {error}"
-            ) from None
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"].cpu())
+            self.optimiser.load_state_dict(state["optimiser"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.generator.set_state(state["generator"].cpu())
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            problem = f"an unusable optimiser or generator state: {error}"
+            raise CheckpointError(f"checkpoint {name!r} has {problem}") from None
         self.step = int(state["step"])
         self.result = TrainResult(losses=list(state["losses"]))
+        if "learning_rate" in override or "weight_decay" in override:
+            lr = self.config.learning_rate
+            self.scheduler.base_lrs = [lr for _ in self.optimiser.param_groups]
+            for group in self.optimiser.param_groups:
+                group["initial_lr"], group["weight_decay"] = lr, self.config.weight_decay
+                group["lr"] = lr * self._lr_factor(self.step)
+
+    def _check_architecture(self, name: str, saved: dict) -> None:
+        """Compare parameter names and shapes before anything is loaded, so a refused resume changes nothing."""
+        mine = self.model.state_dict()
+        problems = [f"missing {k}" for k in mine if k not in saved]
+        problems += [f"unexpected {k}" for k in saved if k not in mine]
+        problems += [
+            f"{k}: checkpoint {tuple(saved[k].shape)}, model {tuple(v.shape)}"
+            for k, v in mine.items()
+            if k in saved and tuple(getattr(saved[k], "shape", ())) != tuple(v.shape)
+        ]
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            raise CheckpointError(f"checkpoint {name!r} was written for a different architecture: {shown}")
+
+    def _check_config(self, name: str, saved: dict, override) -> None:
+        current = {k: v for k, v in asdict(self.config).items() if v is not None}
+        differ = [
+            f"{k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}"
+            for k in sorted(set(saved) | set(current))
+            if k not in RUN_ONLY_FIELDS and k not in override and saved.get(k) != current.get(k)
+        ]
+        if differ:
+            raise CheckpointError(
+                f"checkpoint {name!r} was written with another configuration ({'; '.join(differ)}); resume with the "
+                "same TrainConfig, or name the fields to change: trainer.load(path, override=(...))"
+            )
