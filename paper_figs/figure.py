@@ -8,6 +8,7 @@ import importlib
 import os
 from types import ModuleType
 
+from interp.cli import Parser, StagedOutputs, non_negative_int, output_dir
 from interp.results import write_atomically, write_netcdf
 
 from . import FIGURES
@@ -26,21 +27,26 @@ def save_png(fig, path: str) -> None:
 
 
 def run(module: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Parse ``--out``, ``--seed`` and the figure's own options, load or measure its numbers, write both files."""
-    parser = argparse.ArgumentParser(
+    """Parse ``--out``, ``--seed`` and the figure's own options, check ``--out`` before any work, load or measure
+    its numbers, then write both files or neither (docs/design.md, "Command lines")."""
+    parser = Parser(
         prog=prog or f"python -m paper_figs {module.NAME}",
         description=module.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bench when it is run here")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the bench when it is run here")
     module.add_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        output_dir(args.out)
+    except ValueError as error:
+        parser.error(f"--out: {error}")
     ds = module.load(args, parser)
-    os.makedirs(args.out, exist_ok=True)
     table = os.path.join(args.out, f"{module.NAME}.nc")
     png = os.path.join(args.out, f"{module.NAME}.png")
-    write_netcdf(ds, table)
-    module.plot(ds, png)
+    with StagedOutputs() as staging:
+        write_netcdf(ds, staging.stage(table))
+        module.plot(ds, str(staging.stage(png)))
     print(f"wrote {table} and {png}")
     return 0

@@ -8,10 +8,11 @@ check at full size (docs/validation.md says what each tier checks and how long i
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
+
+from interp.cli import Parser, StagedOutputs, non_negative_int, output_dir, output_file
 
 from . import bridges, convergence, density, distributions, fast_solvers, feynman_kac, langevin, learned, trajectories
 from .records import format_table, write_records
@@ -32,13 +33,20 @@ SUITES = tuple(RUNNERS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m validate", description=__doc__)
+    parser = Parser(prog="python -m validate", description=__doc__)
     parser.add_argument("--full", action="store_true", help="the full tier: every check at full size (slower)")
     parser.add_argument("--json", metavar="PATH", help="write the check records as JSON")
     parser.add_argument("--out", metavar="DIR", help="write report.nc and samples_2d.png here")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (cases are fixed)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampling noise (cases are fixed)")
     parser.add_argument("--suite", choices=SUITES, action="append", help="run only this suite (repeatable)")
     args = parser.parse_args(argv)
+    try:  # output paths are checked before hours of work, not after (docs/design.md, "Command lines")
+        if args.json:
+            output_file(args.json)
+        if args.out:
+            output_dir(args.out)
+    except ValueError as error:
+        parser.error(str(error))
     suites = args.suite or list(SUITES)
 
     tier = "full" if args.full else "quick"
@@ -53,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(records))
     print("validate: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
     print(f"validate: {len(records)} checks ({tier} tier) in {time.time() - started:.0f} s")
-    if args.json:
-        write_records(records, args.json)
-    if args.out:
-        for path in write_report(records, samples, args.out):
-            print(f"wrote {path}")
+    with StagedOutputs() as staging:  # all outputs or none
+        if args.json:
+            write_records(records, staging.stage(args.json))
+        written = write_report(records, samples, args.out, staging) if args.out else []
+    for path in written:
+        print(f"wrote {path}")
     return 0 if all(r.passed for r in records) else 1
 
 

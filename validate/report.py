@@ -10,6 +10,7 @@ import torch
 import xarray as xr
 
 from interp import __version__
+from interp.cli import StagedOutputs
 from interp.records import Record
 from interp.results import write_netcdf
 
@@ -31,14 +32,18 @@ def records_dataset(records: list[Record], samples: dict) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs={"interp_version": __version__, "suite": "validate"})
 
 
-def write_report(records: list[Record], samples: dict, out_dir: str) -> list[str]:
-    os.makedirs(out_dir, exist_ok=True)
+def write_report(records: list[Record], samples: dict, out_dir: str, staging: StagedOutputs | None = None) -> list[str]:
+    """``report.nc`` (and ``samples_2d.png`` when there are 2D samples) in ``out_dir``; with ``staging``, into its
+    temporary folder, moved into place when the caller's ``with`` block ends without error."""
+    if staging is None:
+        with StagedOutputs() as staging:
+            return write_report(records, samples, out_dir, staging)
     nc_path = os.path.join(out_dir, "report.nc")
-    write_netcdf(records_dataset(records, samples), nc_path)
+    write_netcdf(records_dataset(records, samples), staging.stage(nc_path))
     if not samples:
         return [nc_path]
     png_path = os.path.join(out_dir, "samples_2d.png")
-    plot_samples(samples, png_path)
+    plot_samples(samples, staging.stage(png_path))
     return [nc_path, png_path]
 
 

@@ -11,13 +11,13 @@ files with the command that wrote them, when, and on what machine. The page is g
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from interp.cli import Parser
 from interp.records import BenchRecord, Record, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def render(index_path: Path = RECORDS / "index.json") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m validate.results_page", description=__doc__)
+    parser = Parser(prog="python -m validate.results_page", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if docs/results.md is not what would be written")
     args = parser.parse_args(argv)
     text = render()

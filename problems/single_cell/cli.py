@@ -16,6 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from interp.cli import (
+    Parser,
+    device_name,
+    fail,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    output_file,
+    positive_float,
+    positive_int,
+)
+
 from .data import FetchError, load_hsmm, numeric_times, read_dataset
 from .embedding import Embedding
 from .methods import ALL_METHODS, INTERP_METHODS, MethodConfig
@@ -23,39 +35,31 @@ from .outputs import figure, records, trajectories, write_outputs
 from .protocol import run_protocol, summary
 from .simulated import TIME_KEY, double_well
 
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available here")
-    return name
+PROG = "single-cell"
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m problems single-cell", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def parser() -> Parser:
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="hsmm", help="'hsmm', 'double-well', or a .h5ad/.csv/.nc file")
     p.add_argument("--time-key", help="obs column of the time points (default: Hours for hsmm, else 'time')")
     p.add_argument("--embedding", help="'pca' (normalise, log1p, top genes, PCA), 'raw', or 'obsm:KEY'")
-    p.add_argument("--dims", type=int, default=5, help="PCA dimension (default 5)")
-    p.add_argument("--top-genes", type=int, default=2000, help="highest-variance genes kept before PCA")
+    p.add_argument("--dims", type=positive_int, default=5, help="PCA dimension (default 5)")
+    p.add_argument("--top-genes", type=positive_int, default=2000, help="highest-variance genes kept before PCA")
     p.add_argument(
         "--methods", help=f"comma list from {','.join(ALL_METHODS)} (default: all; torchcfm where it is installed)"
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps of every trained method")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--sigma", type=float, default=0.5, help="[SF]²M and multi-marginal SB reference noise")
-    p.add_argument("--sigma-min", type=float, default=0.1, help="OT-CFM constant noise (ours and TorchCFM's)")
-    p.add_argument("--mmsb-iterations", type=int, default=10)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimiser steps of every trained method")
+    p.add_argument("--batch", type=positive_int, default=256)
+    p.add_argument("--width", type=positive_int, default=64)
+    p.add_argument("--depth", type=positive_int, default=3)
+    p.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    p.add_argument("--sigma", type=positive_float, default=0.5, help="[SF]²M and multi-marginal SB reference noise")
+    p.add_argument(
+        "--sigma-min", type=non_negative_float, default=0.1, help="OT-CFM constant noise (ours and TorchCFM's)"
+    )
+    p.add_argument("--mmsb-iterations", type=positive_int, default=10)
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--cache", help="folder for fetched data (default $INTERP_CACHE or ~/.cache/interp)")
     p.add_argument("--out", default="single_cell_out", help="folder for the .nc, .h5ad and .png outputs")
     p.add_argument("--json", metavar="PATH", help="write the bench-format records here")
@@ -67,28 +71,43 @@ INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, FetchError, ImportErro
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse, run, write; a bad input or option ends with ``single-cell: error: ...`` (exit status 1), nothing
-    written."""
+    """Parse and check every argument and output path, run, then write all outputs or none. A bad input or option
+    ends with one line ``single-cell: error: ...`` and exit status 2, before any computation and with nothing
+    written (docs/design.md, "Command lines")."""
     args = parser().parse_args(argv)
     try:
-        return _run(args)
+        methods = _methods(args.methods)
+        if args.dataset not in ("hsmm", "double-well") and not Path(args.dataset).is_file():
+            choices = "or give 'hsmm' or 'double-well'"
+            raise FileNotFoundError(f"--dataset: no such dataset file {args.dataset!r} ({choices})")
+        output_dir(args.out)
+        if args.json:
+            output_file(args.json)
     except INPUT_ERRORS as error:
-        raise SystemExit(f"single-cell: error: {error}") from error
+        return fail(PROG, str(error))
+    try:
+        return _run(args, methods)
+    except INPUT_ERRORS as error:
+        return fail(PROG, str(error))
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.methods is None:
+def _methods(text: str | None) -> list[str]:
+    if text is None:
         methods = list(ALL_METHODS)
         if find_spec("torchcfm") is None:
             methods.remove("torchcfm")
             print("torchcfm is not installed (pip install --no-deps torchcfm): the peer is left out", file=sys.stderr)
-    else:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        return methods
+    methods = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown or not methods:
-        raise SystemExit(f"--methods: unknown {unknown}; choose from {','.join(ALL_METHODS)}")
+        raise ValueError(f"--methods: unknown {unknown}; choose from {','.join(ALL_METHODS)}")
     if "torchcfm" in methods and find_spec("torchcfm") is None:
-        raise SystemExit("--methods torchcfm: the peer is not installed (pip install --no-deps torchcfm)")
+        raise ImportError("--methods torchcfm: the peer is not installed (pip install --no-deps torchcfm)")
+    return methods
+
+
+def _run(args: argparse.Namespace, methods: list[str]) -> int:
     config = MethodConfig(
         width=args.width,
         depth=args.depth,
@@ -98,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         sigma=args.sigma,
         sigma_min=args.sigma_min,
         mmsb_iterations=args.mmsb_iterations,
-        device=_device(args.device),
+        device=args.device,
     )
     started = time.time()
     truth = None

@@ -19,6 +19,7 @@ returns as many points as the snapshot just before the held-out time holds, so a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,9 +62,9 @@ class MethodConfig:
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
         for name in ("learning_rate", "sigma"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}")
-        if not (self.sigma_min >= 0 and 0 <= self.ema_decay < 1):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a finite positive number; got {getattr(self, name)!r}")
+        if not (math.isfinite(self.sigma_min) and self.sigma_min >= 0 and 0 <= self.ema_decay < 1):
             raise ValueError(f"need sigma_min >= 0 and 0 <= ema_decay < 1; got {self.sigma_min}, {self.ema_decay}")
 
 

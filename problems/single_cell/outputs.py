@@ -20,9 +20,9 @@ import xarray as xr  # noqa: E402
 
 from interp import integrate  # noqa: E402
 from interp.bridges import SnapshotMatching  # noqa: E402
+from interp.cli import StagedOutputs  # noqa: E402
 from interp.nets import MLP  # noqa: E402
 from interp.records import BenchRecord, compare  # noqa: E402
-from interp.results import write_atomically  # noqa: E402
 from interp.solvers import RK4  # noqa: E402
 
 from .embedding import Embedding  # noqa: E402
@@ -128,13 +128,11 @@ def figure(space, times, trajectory, table: xr.Dataset, title: str, *, n_paths: 
 
 
 def write_outputs(out_dir, name, adata, table, trajectory_bundle, recs, fig, json_path=None) -> list[Path]:
-    """Write the netCDF table, the annotated ``.h5ad``, the PNG and the JSON records, each atomically."""
+    """Write the netCDF table, the annotated ``.h5ad``, the PNG and the JSON records, all or none: each is written
+    into a staging folder beside its destination and the four are moved into place only when all were written
+    (docs/design.md, "Command lines")."""
     out_dir = Path(out_dir)
     space, paths, grid_times = trajectory_bundle
-    written = []
-    nc = out_dir / f"{name}_results.nc"
-    write_atomically(nc, lambda tmp: table.to_netcdf(tmp, engine="h5netcdf"))
-    written.append(nc)
     annotated = adata.copy()
     annotated.obsm["X_interp"] = space
     annotated.obsm["X_interp_trajectory"] = paths
@@ -148,15 +146,13 @@ def write_outputs(out_dir, name, adata, table, trajectory_bundle, recs, fig, jso
         "mean": np.asarray(stats["mean"].values),
         "std": np.asarray(stats["std"].values),
     }
-    h5ad = out_dir / f"{name}_interp.h5ad"
-    write_atomically(h5ad, lambda tmp: annotated.write_h5ad(tmp))
-    written.append(h5ad)
-    png = out_dir / f"{name}.png"
-    write_atomically(png, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-    written.append(png)
-    if json_path:
-        text = json.dumps([r.__dict__ for r in recs], indent=1)
-        write_atomically(json_path, lambda tmp: Path(tmp).write_text(text))
-        written.append(Path(json_path))
-    return written
+    try:
+        with StagedOutputs() as out:
+            table.to_netcdf(out.stage(out_dir / f"{name}_results.nc"), engine="h5netcdf")
+            annotated.write_h5ad(out.stage(out_dir / f"{name}_interp.h5ad"))
+            fig.savefig(out.stage(out_dir / f"{name}.png"), dpi=120, format="png")
+            if json_path:
+                out.stage(json_path).write_text(json.dumps([r.__dict__ for r in recs], indent=1))
+    finally:
+        plt.close(fig)
+    return out.destinations

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from interp.cli import Parser, StagedOutputs, non_negative_int, output_file
 from interp.records import write_records
 
 from . import density, langevin, solvers, steering, training
@@ -20,14 +20,20 @@ TABLES = {"solvers"}  # benches that can also write their full table as netCDF (
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m validate.bench", description=__doc__)
+    parser = Parser(prog="python -m validate.bench", description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHES))
     parser.add_argument("--json", metavar="PATH", help="write the bench records as JSON")
     parser.add_argument("--table", metavar="PATH", help="also write the full table as netCDF (solvers)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     args = parser.parse_args(argv)
     if args.table and args.name not in TABLES:
         parser.error(f"--table: the {args.name} bench writes no table (only {sorted(TABLES)})")
+    for flag, path in (("--json", args.json), ("--table", args.table)):  # checked before the bench runs
+        try:
+            if path:
+                output_file(path)
+        except ValueError as error:
+            parser.error(f"{flag}: {error}")
     options = {"table": args.table} if args.table else {}
     records = BENCHES[args.name](seed=args.seed, **options)
     for r in records:
@@ -36,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio {r.ratio:.3g} ({r.better} is better)"
         )
     if args.json:
-        write_records(records, args.json)
+        with StagedOutputs() as staging:
+            write_records(records, staging.stage(args.json))
     return 0
 
 
