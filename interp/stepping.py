@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 
 from ._random import seeded_generator
 
-__all__ = ["NonFiniteStateError", "StepLoop", "record_indices", "seeded_generator"]
+__all__ = ["ConvergenceError", "NonFiniteStateError", "StepLoop", "record_indices", "seeded_generator"]
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative solver (Sinkhorn, an adaptive ODE/SDE solver, a fit) reached its cap without meeting its own
+    convergence test; the message names the solver, the cap, what was reached and what to change
+    (docs/design.md, "Iterative solvers")."""
 
 
 class NonFiniteStateError(FloatingPointError):
