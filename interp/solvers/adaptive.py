@@ -8,12 +8,15 @@ seed gives the same path.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchdiffeq
 import torchsde
 
 from ..brownian import brownian_interval
 from ..dynamics import SDE
+from ..stepping import ConvergenceError, NonFiniteStateError
 from .base import AdaptiveSolver
 
 # The method names torchdiffeq.odeint documents (its own table is private, so it is not read here): an unknown
@@ -40,15 +43,60 @@ _ITO_METHODS = {"euler", "milstein", "srk"}
 _STRATONOVICH_METHODS = {"midpoint", "heun", "reversible_heun", "milstein_stratonovich"}
 
 
-class Torchdiffeq(AdaptiveSolver):
-    """Any :func:`torchdiffeq.odeint` method (``dopri5``, ``dopri8``, ``bosh3``, ``rk4``, ...)."""
+class _Guarded:
+    """Counts a library solver's evaluations of a user function, stops it at ``max_evaluations``
+    (:class:`ConvergenceError`: a stiff field or a tolerance out of reach would otherwise run without end) and
+    stops it at the first non-finite value (:class:`NonFiniteStateError` with the time; an adaptive solver would
+    otherwise shrink its step on NaN errors until its own assertion "underflow in dt")."""
 
-    def __init__(self, method: str = "dopri5", rtol: float = 1e-7, atol: float = 1e-9, options: dict | None = None):
+    def __init__(self, name: str, max_evaluations: int, time_of=lambda s: s):
+        self.name, self.max_evaluations, self.time_of, self.count = name, max_evaluations, time_of, 0
+
+    def __call__(self, fn, s, y):
+        self.count += 1
+        if self.count > self.max_evaluations:
+            raise ConvergenceError(
+                f"{self.name}: more than {self.max_evaluations} field evaluations before the end of the grid "
+                f"(reached t = {float(self.time_of(s)):.6g}); the field may be stiff or the tolerances out of reach: "
+                "loosen rtol/atol, use a fixed-step solver, or raise max_evaluations"
+            )
+        out = fn(s, y)
+        if not torch.isfinite(out).all():
+            raise NonFiniteStateError(self.count, float(self.time_of(s)), f"{self.name} (field evaluation)")
+        return out
+
+
+def _cap(max_evaluations) -> int:
+    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, int) or max_evaluations < 1:
+        raise ValueError(f"max_evaluations must be a positive int; got {max_evaluations!r}")
+    return max_evaluations
+
+
+def _tolerances(rtol, atol) -> None:
+    ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (rtol, atol))
+    if not (ok and rtol > 0 and atol >= 0):
+        raise ValueError(f"need finite rtol > 0 and atol >= 0; got rtol={rtol!r}, atol={atol!r}")
+
+
+class Torchdiffeq(AdaptiveSolver):
+    """Any :func:`torchdiffeq.odeint` method (``dopri5``, ``dopri8``, ``bosh3``, ``rk4``, ...).
+
+    At most ``max_evaluations`` field evaluations (a :class:`~interp.stepping.ConvergenceError` beyond); a
+    non-finite field value stops the solve with :class:`~interp.stepping.NonFiniteStateError` naming its time."""
+
+    def __init__(
+        self,
+        method: str = "dopri5",
+        rtol: float = 1e-7,
+        atol: float = 1e-9,
+        options: dict | None = None,
+        max_evaluations: int = 1_000_000,
+    ):
         if method not in TORCHDIFFEQ_METHODS:
             raise ValueError(f"unknown torchdiffeq method {method!r}; choose from {list(TORCHDIFFEQ_METHODS)}")
-        if not (rtol > 0 and atol >= 0):
-            raise ValueError(f"need rtol > 0 and atol >= 0; got rtol={rtol}, atol={atol}")
+        _tolerances(rtol, atol)
         self.method, self.rtol, self.atol, self.options = method, rtol, atol, options
+        self.max_evaluations = _cap(max_evaluations)
         self.name = f"torchdiffeq_{method}"
 
     def solve(self, field, x0, grid, generator):
@@ -57,10 +105,17 @@ class Torchdiffeq(AdaptiveSolver):
             # Make the last step land on the final time: otherwise dopri-type steps overshoot it and the field
             # is evaluated outside [0, 1], where interpolant coefficients may not exist.
             options.setdefault("step_t", grid[-1:].to(x0))
+        guard = _Guarded(self.name, self.max_evaluations)
         states = torchdiffeq.odeint(
-            field, x0, grid.to(x0), rtol=self.rtol, atol=self.atol, method=self.method, options=options
+            lambda t, x: guard(field, t, x),
+            x0,
+            grid.to(x0),
+            rtol=self.rtol,
+            atol=self.atol,
+            method=self.method,
+            options=options,
         )
-        return states, {"rtol": self.rtol, "atol": self.atol}
+        return states, {"rtol": self.rtol, "atol": self.atol, "evaluations": guard.count}
 
     def __repr__(self):
         return f"Torchdiffeq(method={self.method!r}, rtol={self.rtol}, atol={self.atol})"
@@ -71,21 +126,26 @@ class _TorchsdeAdapter(torch.nn.Module):
 
     noise_type = "diagonal"
 
-    def __init__(self, sde: SDE, shape, sde_type: str, reverse: bool):
+    def __init__(self, sde: SDE, shape, sde_type: str, reverse: bool, guard: _Guarded):
         super().__init__()
-        self.sde, self.shape, self.sde_type, self.reverse = sde, tuple(shape), sde_type, reverse
+        self.sde, self.shape, self.sde_type, self.reverse, self.guard = sde, tuple(shape), sde_type, reverse, guard
 
     def _time(self, s):
         return 1 - s if self.reverse else s
 
-    def f(self, s, y):
-        x = y.reshape(self.shape)
-        out = self.sde.drift(self._time(s), x)
+    def _drift(self, s, y):
+        out = self.sde.drift(self._time(s), y.reshape(self.shape))
         return (-out if self.reverse else out).reshape(y.shape)
 
+    def _diffusion(self, s, y):
+        out = self.sde.diffusion(self._time(s), y.reshape(self.shape))
+        return torch.broadcast_to(out, self.shape).reshape(y.shape)
+
+    def f(self, s, y):
+        return self.guard(self._drift, s, y)
+
     def g(self, s, y):
-        x = y.reshape(self.shape)
-        return torch.broadcast_to(self.sde.diffusion(self._time(s), x), self.shape).reshape(y.shape)
+        return self.guard(self._diffusion, s, y)
 
 
 class Torchsde(AdaptiveSolver):
@@ -99,15 +159,23 @@ class Torchsde(AdaptiveSolver):
     stochastic = True
 
     def __init__(
-        self, method: str = "srk", dt: float = 1e-2, adaptive: bool = False, rtol: float = 1e-5, atol: float = 1e-4
+        self,
+        method: str = "srk",
+        dt: float = 1e-2,
+        adaptive: bool = False,
+        rtol: float = 1e-5,
+        atol: float = 1e-4,
+        max_evaluations: int = 1_000_000,
     ):
         if method not in _ITO_METHODS | _STRATONOVICH_METHODS:
             raise ValueError(
                 f"unknown torchsde method {method!r}; choose from {sorted(_ITO_METHODS | _STRATONOVICH_METHODS)}"
             )
-        if not dt > 0:
-            raise ValueError(f"dt must be positive; got {dt}")
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a finite positive number; got {dt!r}")
+        _tolerances(rtol, atol)
         self.method, self.dt, self.adaptive_steps, self.rtol, self.atol = method, dt, adaptive, rtol, atol
+        self.max_evaluations = _cap(max_evaluations)
         self.name = f"torchsde_{method}"
 
     def check_dynamics(self, dynamics):
@@ -120,7 +188,8 @@ class Torchsde(AdaptiveSolver):
         ts = (1 - grid if reverse else grid).to(x0)
         sde_type = "ito" if self.method in _ITO_METHODS else "stratonovich"
         method = "milstein" if self.method == "milstein_stratonovich" else self.method
-        adapter = _TorchsdeAdapter(sde, x0.shape, sde_type, reverse)
+        guard = _Guarded(self.name, self.max_evaluations, (lambda s: 1 - s) if reverse else (lambda s: s))
+        adapter = _TorchsdeAdapter(sde, x0.shape, sde_type, reverse, guard)
         y0 = x0.reshape(x0.shape[0], -1)
         bm = brownian_interval(
             float(ts[0]),
