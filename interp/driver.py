@@ -42,6 +42,30 @@ class _Counted:
         return out
 
 
+class _Diffusion:
+    """Checks that an SDE's diffusion broadcasts to the state (``(batch, ...)``, ``(batch, 1)``, a scalar): a
+    ``(3,)`` diffusion for a ``(4, 2)`` state would otherwise fail inside a solver's arithmetic, or worse, broadcast
+    along the wrong axis."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, t, x):
+        out = self.fn(t, x)
+        if not isinstance(out, Tensor):
+            raise ValueError(f"the diffusion returned {type(out).__name__}, not a tensor")
+        try:
+            fits = torch.broadcast_shapes(out.shape, x.shape) == x.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"the diffusion returned {tuple(out.shape)} for a state of shape {tuple(x.shape)}; it must broadcast "
+                "to the state: (batch, ...), (batch, 1) or a scalar"
+            )
+        return out
+
+
 def integrate(
     dynamics,
     x0: Tensor,
@@ -84,10 +108,15 @@ def integrate(
 
     if isinstance(dynamics, SDE):
         counted = _Counted(dynamics.drift)
-        dynamics = SDE(counted, dynamics.diffusion, dynamics.additive)
+        dynamics = SDE(counted, _Diffusion(dynamics.diffusion), dynamics.additive)
     else:
         counted = dynamics = _Counted(dynamics)
 
+    if brownian is not None:
+        if not isinstance(brownian, BrownianPath):
+            raise TypeError(f"brownian must be a BrownianPath; got {type(brownian).__name__}")
+        if brownian.shape != tuple(x0.shape):
+            raise ValueError(f"brownian has shape {brownian.shape}; the state x0 has {tuple(x0.shape)}")
     seed = None
     if solver.stochastic and brownian is None:
         generator = seeded_generator(generator, x0.device)

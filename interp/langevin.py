@@ -200,6 +200,16 @@ class MALA(_Kernel):
         forward = -((y - x - h * state.score) ** 2).sum(dim=1) / (4 * h)
         backward = -((x - y - h * grad_y) ** 2).sum(dim=1) / (4 * h)
         log_ratio = value_y - state.log_density + backward - forward
+        # -inf (outside the support) is a rejection; NaN is a broken target, and rejecting it forever would freeze
+        # the chain at acceptance 0 without a word.
+        broken = finite & (torch.isnan(value_y) | (torch.isfinite(value_y) & ~torch.isfinite(grad_y).all(dim=1)))
+        if bool(broken.any()):
+            first = int(torch.nonzero(broken)[0])
+            raise ValueError(
+                f"MALA step {state.steps + 1}: the target gave a NaN log-density or a non-finite score where the "
+                f"log-density is finite, at {int(broken.sum())} finite proposal(s) (first: chain {first}); a target "
+                "must return -inf outside its support, never NaN"
+            )
         valid = finite & torch.isfinite(value_y) & torch.isfinite(grad_y).all(dim=1)
         log_ratio = torch.where(valid, log_ratio, -math.inf)
         u = rand(x.shape[0], generator, x)

@@ -18,6 +18,7 @@ Python float.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -83,8 +84,13 @@ def mmd(x: Tensor, y: Tensor, bandwidth: float | None = None) -> float:
     """
     x, y = _pair(x, y)
     h = median_bandwidth(x, y) if bandwidth is None else float(bandwidth)
-    if not h > 0:
-        raise ValueError(f"bandwidth must be positive; got {h}")
+    if bandwidth is None and h == 0:
+        pooled = torch.cat([x, y])
+        if bool((pooled == pooled[0]).all()):
+            return 0.0  # every point is the same point: the two samples are identical under any kernel
+        raise ValueError("the median-heuristic bandwidth is 0 (over half the pairs coincide); pass bandwidth=")
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"bandwidth must be a finite positive number; got {h}")
 
     def kernel_mean(a, b):
         return torch.exp(-(torch.cdist(a, b) ** 2) / (2 * h * h)).mean()

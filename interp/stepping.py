@@ -60,7 +60,7 @@ def record_indices(record: bool | Sequence[float] | Tensor | None, grid: Tensor)
         return list(range(n))
     if record is False or record is None:
         return [0, n - 1]
-    if isinstance(record, Sequence) or isinstance(record, Tensor):
+    if (isinstance(record, Sequence) and not isinstance(record, str)) or isinstance(record, Tensor):
         indices = {0, n - 1}
         for t in record.tolist() if isinstance(record, Tensor) else record:
             match = torch.nonzero((grid - float(t)).abs() <= 1e-9 * max(1.0, abs(float(t)))).reshape(-1)
@@ -68,7 +68,7 @@ def record_indices(record: bool | Sequence[float] | Tensor | None, grid: Tensor)
                 raise ValueError(f"record time {t} is not a point of the grid; add it to the grid")
             indices.add(int(match[0]))
         return sorted(indices)
-    raise TypeError(f"record must be a bool or a sequence of grid times; got {type(record).__name__}")
+    raise TypeError(f"record must be True, False/None or a sequence of grid times; got {record!r}")
 
 
 class StepLoop:

@@ -158,5 +158,11 @@ def final_weights(trajectory: Trajectory) -> Tensor:
 
 def weighted_resample(trajectory: Trajectory, n: int | None = None, scheme: str = "systematic", generator=None):
     """Equally weighted draws ``(n, ...)`` from the last recorded particles of a weighted run."""
+    if not isinstance(trajectory, Trajectory) or "log_weight" not in trajectory.extras:
+        got = sorted(trajectory.extras) if isinstance(trajectory, Trajectory) else type(trajectory).__name__
+        raise ValueError(
+            "weighted_resample needs the trajectory of a weighted run (fk_correct, fk_steer, posterior_sample), "
+            f"which records log_weight; this one has {got}"
+        )
     index = resample_indices(trajectory.extras["log_weight"][-1], scheme, n=n, generator=generator)
     return trajectory.final[index.to(trajectory.final.device)]

@@ -136,6 +136,8 @@ def read_dataset(path: str | os.PathLike, time_key: str):
             raise ValueError(f"{path} is not an AnnData .h5ad file ({type(error).__name__}: {error})") from None
     if suffix == ".csv":
         frame = pd.read_csv(path)
+        if frame.empty:
+            raise ValueError(f"{path} has no rows (cells): only a header, columns {list(frame.columns)[:20]}")
         if time_key not in frame.columns:
             raise ValueError(f"time column {time_key!r} not in {path}; columns: {list(frame.columns)[:20]}")
         features = frame.drop(columns=[time_key])
