@@ -86,7 +86,7 @@ class FlowResult(NetCDFResult):
         return xr.Dataset(data, coords={"step": to_numpy(self.steps)}, attrs=result_attrs(self.method, **self.settings))
 
 
-def _check(x0: Tensor, step_size: float, n_steps: int, record_every: int) -> Tensor:
+def _check(x0: Tensor, step_size: float, n_steps: int, record_every: int, bandwidth: float | None = None) -> Tensor:
     if not isinstance(x0, Tensor) or x0.ndim != 2 or x0.shape[0] < 2:
         raise ValueError(f"particles must be (n >= 2, dim); got {getattr(x0, 'shape', type(x0).__name__)}")
     if not torch.isfinite(x0).all():
@@ -96,6 +96,10 @@ def _check(x0: Tensor, step_size: float, n_steps: int, record_every: int) -> Ten
     for name, value in (("n_steps", n_steps), ("record_every", record_every)):
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if bandwidth is not None and not (
+        isinstance(bandwidth, (int, float)) and math.isfinite(bandwidth) and bandwidth > 0
+    ):
+        raise ValueError(f"bandwidth must be None (adaptive) or a finite positive number; got {bandwidth!r}")
     return x0
 
 
@@ -148,7 +152,7 @@ def wgf(
     step); ``log_density_score(x)`` replaces the kernel estimate of :math:`\\nabla\\log\\rho` when given.
     """
     target = as_target(target)
-    x = _check(x0, step_size, n_steps, record_every)
+    x = _check(x0, step_size, n_steps, record_every, bandwidth)
 
     def update(x):
         _, grad = target.value_and_score(x, need_value=False)
@@ -178,7 +182,7 @@ def svgd(
     """Stein variational gradient descent with an RBF kernel :math:`e^{-|x-y|^2/h}`; ``bandwidth`` = h defaults
     to med²/log(n + 1) of the current particles (Liu & Wang 2016)."""
     target = as_target(target)
-    x = _check(x0, step_size, n_steps, record_every)
+    x = _check(x0, step_size, n_steps, record_every, bandwidth)
 
     def update(x):
         _, grad = target.value_and_score(x, need_value=False)
