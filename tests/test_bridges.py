@@ -364,3 +364,64 @@ def test_multimarginal_bridge_takes_uneven_times_and_different_counts():
     for k, t in enumerate(times):
         assert torch.cdist(result.at(t), snaps[k]).min(dim=1).values.max() < 1e-6
     assert {"matrix[0]", "offset[1]"} <= set(result.parameters[-1])
+
+
+def test_sf2m_drift_adds_half_sigma_squared_times_the_score():
+    """An independent oracle for ``SF2M.drift``: given the exact probability-flow velocity and score of a 1-D Gaussian
+    Schrödinger bridge (from its marginal moments alone), it must return the bridge's closed-form SDE drift.
+    A sign or factor error in the score term is off by a multiple of sigma**2 * score."""
+    import types
+
+    from interp.bridges import SF2M, GaussianBridge
+
+    sigma = 0.7
+    bridge = GaussianBridge(
+        torch.zeros(1, dtype=torch.float64),
+        torch.eye(1, dtype=torch.float64),
+        torch.full((1,), 2.0, dtype=torch.float64),
+        0.5 * torch.eye(1, dtype=torch.float64),
+        sigma**2,
+    )
+
+    def moments(t):
+        mean, cov = bridge.marginal(float(t))
+        return mean[0], cov[0, 0]
+
+    def velocity_and_score(t, x):
+        h = 1e-5
+        (m_lo, v_lo), (m_hi, v_hi), (m, v) = moments(t - h), moments(t + h), moments(t)
+        m_dot, v_dot = (m_hi - m_lo) / (2 * h), (v_hi - v_lo) / (2 * h)
+        return m_dot + v_dot / (2 * v) * (x - m), -(x - m) / v
+
+    class Part(torch.nn.Module):
+        def __init__(self, index):
+            super().__init__()
+            self.index = index
+
+        def forward(self, t, x):
+            return velocity_and_score(float(t), x)[self.index]
+
+    sf2m = SF2M(Part(0), Part(1), sigma=sigma)
+    sf2m.trainer = types.SimpleNamespace(ema=sf2m.model)  # the exact fields stand in for trained ones
+    x = torch.linspace(-2.0, 4.0, 13, dtype=torch.float64)[:, None]
+    for t in (0.2, 0.5, 0.8):
+        expected = bridge.drift(t, x)
+        assert torch.allclose(sf2m.drift(t, x), expected, atol=1e-6), t
+        assert not torch.allclose(sf2m.velocity(t, x), expected, atol=1e-2)  # the score term matters here
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_multimarginal_bridge_recovers_a_linear_reference(seed):
+    """The fitted reference is checked by value: snapshots of a known linear SDE dX = (AX + b)dt + 0.1 dW, five
+    times, 200 cells each; after four iterations from A = 0, b = 0 every parameter is within 0.35 of the truth.
+    Calibrated on seeds 0-11: the largest error per seed has median 0.16, 11 of 12 below 0.24, one at 0.57."""
+    g = torch.Generator().manual_seed(seed)
+    matrix, offset = torch.tensor([[-1.0, 0.5], [-0.5, -1.0]]), torch.tensor([1.0, 0.0])
+    truth = torch.cat([matrix.reshape(-1), offset])
+    times = torch.arange(5) * 0.5
+    init = lambda n, gen: torch.tensor([2.0, 2.0]) + 0.3 * torch.randn(n, 2, generator=gen)  # noqa: E731
+    snaps = simulate_snapshots(Linear(2, matrix=matrix, offset=offset), init, times, 0.1, 200, generator=g)
+    result = MultiMarginalBridge(Linear(2), sigma=0.1, iterations=4, progress=False).fit(snaps, times, generator=g)
+    names = ["matrix[0]", "matrix[1]", "matrix[2]", "matrix[3]", "offset[0]", "offset[1]"]
+    fitted = torch.tensor([result.parameters[-1][name] for name in names])
+    assert float((fitted - truth).abs().max()) < 0.35, fitted
