@@ -7,6 +7,7 @@ subsystem is reachable as an attribute (``interp.langevin``, ``interp.feynman_ka
 from . import (
     analytic,
     bridges,
+    cli,
     couplings,
     density,
     diagnostics,
@@ -30,18 +31,21 @@ from . import (
     train,
     wgf,
 )
+from ._grad import GradientError
 from ._version import __version__
 from .brownian import BrownianPath
 from .driver import integrate
 from .dynamics import SDE, generative_sde
 from .interpolants import PRESETS, Interpolant, Posterior, preset
 from .results import Trajectory
-from .stepping import NonFiniteStateError
+from .stepping import ConvergenceError, NonFiniteStateError
 
 __all__ = [
     "PRESETS",
     "SDE",
     "BrownianPath",
+    "ConvergenceError",
+    "GradientError",
     "Interpolant",
     "NonFiniteStateError",
     "Posterior",
@@ -49,6 +53,7 @@ __all__ = [
     "__version__",
     "analytic",
     "bridges",
+    "cli",
     "couplings",
     "density",
     "diagnostics",

@@ -18,8 +18,7 @@ import pytest
 import torch
 
 import interp
-from interp import grids, integrate
-from interp._grad import GradientError
+from interp import GradientError, grids, integrate
 from interp.analytic import Banana, ExactMarginals, Funnel, GaussianMixture, ring_mixture
 from interp.bridges import GaussianBridge, MultiMarginalBridge, check_snapshots
 from interp.brownian import BrownianPath

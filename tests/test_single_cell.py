@@ -18,6 +18,7 @@ anndata = pytest.importorskip("anndata", reason="the single-cell adapter needs a
 
 from problems.single_cell.cli import main  # noqa: E402
 from problems.single_cell.data import (  # noqa: E402
+    FetchError,
     apt_available,
     check_time_course,
     load_hsmm,
@@ -249,7 +250,10 @@ def test_hsmm_is_fetched_and_read_as_anndata(tmp_path_factory):
     import os
 
     cache = os.environ.get("INTERP_CACHE") or tmp_path_factory.mktemp("cache")
-    adata = load_hsmm(cache)
+    try:
+        adata = load_hsmm(cache)
+    except FetchError as error:  # apt is here but cannot reach its mirror: a network condition, not a bug
+        pytest.skip(f"HSMM could not be fetched here: {error}")
     assert adata.shape == (271, 47192)
     times, distinct = check_time_course(adata, "Hours", min_cells=6)
     assert distinct.tolist() == [0.0, 24.0, 48.0, 72.0]

@@ -100,3 +100,23 @@ def test_trained_fields_plug_in():
     exact = superpose([up.score, down.score], vp, x0, grid, generator=torch.Generator().manual_seed(0), **options)
     assert torch.allclose(learned.final, exact.final, atol=1e-8)
     assert torch.allclose(learned.log_density, exact.log_density, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_or_with_weights_samples_the_weighted_mixture(seed):
+    """OR with weights (0.3, 0.7) samples 0.3 up + 0.7 down: the top pair's share is 0.3 within four binomial
+    standard errors (n = 400, se 0.023) plus 0.03 for the 60-step discretisation."""
+    vp, up, down, grid, x0, starts = _setup(seed=seed)
+    traj = superpose(
+        [up.score, down.score],
+        vp,
+        x0,
+        grid,
+        mode="or",
+        weights=[0.3, 0.7],
+        log_density_start=starts,
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+    )
+    share = float((traj.final[:, 1] > 0).double().mean())
+    assert abs(share - 0.3) < 4 * (0.3 * 0.7 / 400) ** 0.5 + 0.03, share
