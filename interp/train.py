@@ -14,6 +14,7 @@ import copy
 import math
 import os
 import pickle
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 
@@ -157,12 +158,14 @@ def _read_checkpoint(name: str, device: torch.device) -> dict:
     if os.path.getsize(name) == 0:
         raise CheckpointError(f"checkpoint {name!r} is empty (0 bytes): an interrupted copy?")
     try:
-        state = torch.load(name, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch's own advice here (weights_only=False) would run arbitrary code from the file; not followed.
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before failing on them
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(name, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own advice here (weights_only=False) would run arbitrary code from the file; not repeated.
         raise CheckpointError(
-            f"checkpoint {name!r} is not a torch checkpoint this version can read safely ({first})"
+            f"checkpoint {name!r} is not a torch checkpoint that loads safely (weights_only=True): random bytes, "
+            "another format, or a pickle holding code"
         ) from None
     except (OSError, EOFError, RuntimeError, ValueError) as error:
         problem = f"{type(error).__name__}: {error}"

@@ -9,7 +9,6 @@ error instead, fails here.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -404,8 +403,10 @@ CASES = [
          "is empty", changed=True),
     Case("checkpoint", "truncated file", lambda tmp: _load(tmp, _truncated(tmp)), CheckpointError,
          "truncated or corrupt", changed=True),
-    Case("checkpoint", "random bytes", lambda tmp: _load(tmp, _bytes_file(tmp, "r.pt", os.urandom(4096))),
-         CheckpointError, "checkpoint", changed=True),
+    Case("checkpoint", "random bytes", lambda tmp: _load(tmp, _bytes_file(tmp, "r.pt", bytes(range(256)) * 16)),
+         CheckpointError, "loads safely", changed=True),
+    Case("checkpoint", "a damaged zip archive", lambda tmp: _load(tmp, _bytes_file(tmp, "z.pt", b"PK\x03\x04" +
+         bytes(100))), CheckpointError, "truncated or corrupt", changed=True),
     Case("checkpoint", "a bare state_dict", lambda tmp: _load(tmp, _state_dict_only(tmp)), CheckpointError,
          "bare model state_dict", changed=True),
     Case("checkpoint", "a folder", lambda tmp: _load(tmp, Path(tmp)), CheckpointError, "not a file", changed=True),
@@ -743,6 +744,9 @@ CLI_CASES = [
     ("paper_figs.__main__", ["solvers_error_vs_nfe", "--out", "{tmp}", "--seed", "-1"], "integer >= 0"),
     ("paper_figs.__main__", ["no_such_figure"], "unknown figure"),
     ("problems.__main__", ["time-travel"], "usage"),
+    ("validate.mutation", ["everything"], "unknown group"),
+    ("validate.mutation", ["losses", "--max-children", "0"], "positive integer"),
+    ("validate.mutation", ["losses", "--json", "{tmp}"], "is a folder"),
 ]
 
 

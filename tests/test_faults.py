@@ -170,3 +170,21 @@ def test_an_unwritable_folder_is_refused_before_a_command_runs(tmp_path, capsys)
     assert status == 2
     assert "cannot write" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_folder_that_turns_unwritable_mid_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    """The rename into place is refused (a read-only remount, a permission change): the old file stays."""
+    import interp._files as files
+
+    path = tmp_path / "run.nc"
+    _trajectory(1.0).to_netcdf(path)
+    before = path.read_bytes()
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", str(dst))
+
+    monkeypatch.setattr(files.os, "replace", refuse)
+    with pytest.raises(PermissionError):
+        _trajectory(2.0).to_netcdf(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.nc"]

@@ -73,3 +73,17 @@ def test_langevin_moment_check_passes_exact_draws_and_catches_a_small_bias(seed)
     mean, second = torch.zeros(2), torch.ones(2)
     assert max_z(draws, mean, second) < Z
     assert max_z(draws + 0.05, mean, second) > Z  # a bias of 0.05 sd is 11 standard errors here
+
+
+def test_mutation_survivors_are_sorted_by_what_they_change():
+    from validate.mutation import classify
+
+    source = "def f(x):\n    if x < 0:\n        raise ValueError('x must be >= 0')\n    return 2 * x\n"
+    message = (
+        "--- a\n+++ b\n-        raise ValueError('x must be >= 0')\n+        raise ValueError('XXx must be >= 0XX')\n"
+    )
+    guard = "--- a\n+++ b\n-    if x < 0:\n+    if x <= 0:\n"
+    number = "--- a\n+++ b\n-    return 2 * x\n+    return 3 * x\n"
+    assert classify(message, source) == "message"
+    assert classify(guard, source) == "guard"
+    assert classify(number, source) == "number"
