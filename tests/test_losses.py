@@ -164,3 +164,64 @@ def test_training_learns_the_exact_score_and_denoiser(parameterisation, seed):
         target = getattr(exact, FIELDS[parameterisation])(0.5, x)
         error = (net(0.5, x) - target).pow(2).sum(1).mean() / target.pow(2).sum(1).mean()
     assert float(error.sqrt()) < 0.3
+
+
+def test_default_time_range_clips_only_where_a_target_diverges():
+    """The ends are clipped by END_CLIP only for targets with a 1/gamma or gamma-dot term on a noisy path."""
+    clip = InterpolantLoss.END_CLIP
+    assert InterpolantLoss(preset("linear"), Parameterisation.VELOCITY).time_range == (0.0, 1.0)
+    assert InterpolantLoss(preset("linear-brownian"), Parameterisation.X1).time_range == (0.0, 1.0)
+    assert InterpolantLoss(preset("linear-brownian"), Parameterisation.VELOCITY).time_range == (clip, 1 - clip)
+    assert InterpolantLoss(preset("linear-brownian"), Parameterisation.SCORE).time_range == (clip, 1 - clip)
+
+
+class _Recorder(torch.nn.Module):
+    """A model that remembers what the loss showed it and predicts 0.1 x (a non-trivial residual)."""
+
+    def forward(self, t, x):
+        self.t, self.x = t, x
+        return 0.1 * x
+
+
+def test_weighted_loss_against_a_hand_computed_oracle():
+    """L = mean_i w(t_i) |f(t_i, x_t,i) - target_i|^2 / d, computed here from the interpolant's own sample with the
+    same t and z: a weight applied after averaging over the batch, or divided instead of multiplied, fails."""
+    exact = _exact("linear-brownian")
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = exact.rho0.sample(64, g), exact.rho1.sample(64, g)
+    t = torch.rand(64, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    z = torch.randn(64, 2, generator=g, dtype=torch.float64)
+    weight = lambda tt: 1 + 3 * tt**2  # noqa: E731
+    model = _Recorder()
+    for parameterisation in (Parameterisation.VELOCITY, Parameterisation.X0):
+        loss = InterpolantLoss(exact.interpolant, parameterisation, weighting=weight)
+        value = loss(model, x0, x1, t=t, z=z)
+        sample = exact.interpolant.sample(x0, x1, t, z=z)
+        residual = 0.1 * sample.xt - loss.target(sample)
+        expected = (weight(t) * residual.pow(2).mean(dim=1)).mean()
+        assert torch.allclose(value, expected, rtol=1e-12), parameterisation
+
+
+def test_losses_keep_the_data_dtype_and_draw_reproducibly():
+    """Times and noise come in the data's dtype whatever the default dtype; the default loss shows the model one
+    row per pair; antithetic mirrors the noise (x_t of the two copies average to the noise-free point) and is
+    reproducible from the generator."""
+    exact = _exact("linear-brownian")
+    x0, x1 = exact.rho0.sample(16, torch.Generator().manual_seed(0)), exact.rho1.sample(16)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        model = _Recorder()
+        InterpolantLoss(exact.interpolant, Parameterisation.VELOCITY)(model, x0, x1, torch.Generator().manual_seed(1))
+        assert model.t.dtype == torch.float64 and model.x.dtype == torch.float64
+        assert model.x.shape[0] == 16  # not antithetic unless asked
+        mirrored = InterpolantLoss(exact.interpolant, Parameterisation.VELOCITY, antithetic=True)
+        first = mirrored(model, x0, x1, torch.Generator().manual_seed(2))
+        assert model.t.dtype == torch.float64 and model.x.shape[0] == 32
+        t, xt = model.t[:16], model.x
+        c = exact.interpolant.coefficients(t, x0)  # columns (batch, 1)
+        assert torch.allclose(0.5 * (xt[:16] + xt[16:]), c.alpha * x0 + c.beta * x1, atol=1e-12)
+        assert not torch.allclose(xt[:16], xt[16:])
+        assert torch.equal(first, mirrored(model, x0, x1, torch.Generator().manual_seed(2)))
+    finally:
+        torch.set_default_dtype(previous)
