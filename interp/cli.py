@@ -48,6 +48,7 @@ def _number(text: str, kind, what: str):
 
 
 def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
     value = _number(text, int, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
@@ -55,6 +56,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds, counts that may be zero)."""
     value = _number(text, int, "an integer >= 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
@@ -62,6 +64,7 @@ def non_negative_int(text: str) -> int:
 
 
 def finite_float(text: str) -> float:
+    """argparse type: a finite float (``inf`` and ``nan`` refused)."""
     value = _number(text, float, "a finite number")
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
@@ -69,6 +72,7 @@ def finite_float(text: str) -> float:
 
 
 def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0 (learning rates, noise scales)."""
     value = _number(text, float, "a finite number > 0")
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text!r}")
@@ -76,6 +80,7 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
     value = _number(text, float, "a finite number >= 0")
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0; got {text!r}")

@@ -337,6 +337,8 @@ CASES = [
          lambda z: -z.detach(), _x(4)), GradientError, "no gradient", changed=True),
     Case("diagnostics", "jacobian of a constant field is 0", lambda tmp: interp.diagnostics.jacobian(
          lambda z: torch.ones_like(z), _x(4)), check=lambda j: bool((j == 0).all())),
+    Case("diagnostics", "Jacobian of an autograd score is the Hessian, not a detached 0",
+         lambda tmp: _banana_hessian_error(), check=lambda v: v < 1e-8, changed=True),
     Case("analytic", "score under inference_mode", lambda tmp: _inference_score(), check=lambda v: v < 1e-12,
          changed=True),
     # ------------------------------------------------------------------ dtypes (policy b)
@@ -667,6 +669,15 @@ CASES = [
 def _written(tmp, path):
     _traj(torch.randn(2, 3, 2, dtype=F64)).to_netcdf(path)
     return path
+
+
+def _banana_hessian_error():
+    banana, x, h = Banana(), _x(4), 1e-6
+    jac = interp.diagnostics.jacobian(banana.score, x)
+    eye = torch.eye(2, dtype=F64)
+    fd = torch.stack([(banana.score(x + h * eye[j]) - banana.score(x - h * eye[j])) / (2 * h) for j in range(2)], 2)
+    assert float(jac.abs().max()) > 0.1
+    return float((jac - fd).abs().max())
 
 
 def _inference_score():

@@ -174,7 +174,7 @@ def test_an_unwritable_folder_is_refused_before_a_command_runs(tmp_path, capsys)
 
 def test_a_folder_that_turns_unwritable_mid_write_keeps_the_previous_file(tmp_path, monkeypatch):
     """The rename into place is refused (a read-only remount, a permission change): the old file stays."""
-    import interp._files as files
+    import interp.results as results
 
     path = tmp_path / "run.nc"
     _trajectory(1.0).to_netcdf(path)
@@ -183,7 +183,7 @@ def test_a_folder_that_turns_unwritable_mid_write_keeps_the_previous_file(tmp_pa
     def refuse(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", str(dst))
 
-    monkeypatch.setattr(files.os, "replace", refuse)
+    monkeypatch.setattr(results.os, "replace", refuse)  # the os module every atomic writer renames with
     with pytest.raises(PermissionError):
         _trajectory(2.0).to_netcdf(path)
     assert path.read_bytes() == before

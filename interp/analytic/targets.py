@@ -45,11 +45,13 @@ class Target(ABC):
         """``n`` exact draws, shape ``(n, dim)`` (float64 unless stated)."""
 
     def score(self, x: Tensor) -> Tensor:
-        """:math:`\\nabla\\log\\rho(x)` by autograd, shape ``(batch, dim)``."""
+        """:math:`\\nabla\\log\\rho(x)` by autograd, shape ``(batch, dim)``; differentiable in ``x`` when ``x``
+        requires grad (a Jacobian or divergence of the score is then exact, never a detached zero)."""
         check_batch(x, "x", dim=self.dim)
+        outer = x.requires_grad and torch.is_grad_enabled()
         with autograd_on():
-            xx = grad_leaf(x)
-            (grad,) = torch.autograd.grad(self.log_density(xx).sum(), xx)
+            xx = grad_leaf(x, keep=outer)
+            (grad,) = torch.autograd.grad(self.log_density(xx).sum(), xx, create_graph=outer)
         return grad
 
     def __repr__(self) -> str:
