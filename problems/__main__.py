@@ -11,7 +11,8 @@ ADAPTERS = {"single-cell": "problems.single_cell.cli"}
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ADAPTERS:
-        print(f"usage: python -m problems {{{','.join(ADAPTERS)}}} [options]", file=sys.stderr)
+        got = f"unknown adapter {argv[0]!r}" if argv else "no adapter named"
+        print(f"problems: error: {got}; usage: python -m problems {{{','.join(ADAPTERS)}}} [options]", file=sys.stderr)
         return 2
     return importlib.import_module(ADAPTERS[argv[0]]).main(argv[1:])
 
