@@ -58,10 +58,21 @@ def quadratic(n_steps: int, t_start: float = 0.0, t_end: float = 1.0, dtype=torc
 
 
 def invert_monotone(fn: Callable[[Tensor], Tensor], values: Tensor, lo: float, hi: float, iters: int = 200) -> Tensor:
-    """Solve ``fn(t) = value`` for each value by bisection on ``[lo, hi]``; ``fn`` monotone there."""
+    """Solve ``fn(t) = value`` for each value by bisection on ``[lo, hi]``; ``fn`` monotone there.
+
+    A value outside ``fn``'s range on ``[lo, hi]`` has no solution there: a ``ValueError``, not the nearest end
+    (bisection would silently return it)."""
     lo_t = torch.full_like(values, lo)
     hi_t = torch.full_like(values, hi)
-    increasing = bool(fn(torch.tensor([hi], dtype=values.dtype)) > fn(torch.tensor([lo], dtype=values.dtype)))
+    f_lo, f_hi = fn(torch.tensor([lo], dtype=values.dtype)), fn(torch.tensor([hi], dtype=values.dtype))
+    increasing = bool(f_hi > f_lo)
+    low, high = (f_lo, f_hi) if increasing else (f_hi, f_lo)
+    slack = 1e-9 * float((high - low).abs().max())
+    if bool(((values < low - slack) | (values > high + slack) | ~torch.isfinite(values)).any()):
+        raise ValueError(
+            f"values must lie in the function's range [{float(low):.6g}, {float(high):.6g}] on [{lo}, {hi}]; got "
+            f"[{float(values.min()):.6g}, {float(values.max()):.6g}]"
+        )
     for _ in range(iters):
         mid = 0.5 * (lo_t + hi_t)
         above = fn(mid) > values

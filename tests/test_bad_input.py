@@ -507,6 +507,10 @@ CASES = [
     Case("grids", "uniform with zero steps", lambda tmp: grids.uniform(0), ValueError, "n_steps"),
     Case("grids", "uniform with fractional steps", lambda tmp: grids.uniform(2.5), ValueError, "n_steps"),
     Case("grids", "quadratic with negative steps", lambda tmp: grids.quadratic(-1), ValueError, "n_steps"),
+    Case("grids", "inverting a schedule at a value it never takes", lambda tmp: grids.invert_monotone(
+         lambda t: t**2, torch.tensor([2.0], dtype=F64), 0.0, 1.0), ValueError, "range", changed=True),
+    Case("grids", "inverting inside the range", lambda tmp: grids.invert_monotone(lambda t: t**2,
+         torch.tensor([0.25], dtype=F64), 0.0, 1.0), check=lambda v: abs(float(v) - 0.5) < 1e-12),
     Case("grids", "check_grid of a string", lambda tmp: grids.check_grid("0,1"), TypeError, "grid"),
     Case("solvers", "DPM-Solver++ of order 5", lambda tmp: DPMSolverPP(preset("vp"), order=5), ValueError, "order"),
     Case("solvers", "UniPC with an unknown variant", lambda tmp: UniPC(preset("vp"), variant="bh9"), ValueError,
