@@ -16,7 +16,7 @@ Budgets (stated; N = 2000 particles, 200 steps on the VP schedule):
   distance from the exact draws to independent exact samples of the final ESS, the information the weighted
   particles hold; mean of five). The budget is loose on purpose: the final ESS does not count the lineages lost
   to earlier resampling, and on these multimodal targets the distance is dominated by the mode masses, whose
-  spread over seeds is what ``TV`` bounds sharply (measured ratios 0.4–3.0 over seeds 0–2);
+  spread over seeds is what ``TV`` bounds sharply (measured ratios 0.43–3.44 over seeds 0–19);
 * |log Ẑ − log Z| ≤ ``LOG_Z`` (annealing, products, steering, evidence);
 * the plain sampler without weights (annealed / product score, no corrector) misses the mode masses by at least
   ``UNCORRECTED`` × the corrected sampler's TV;
@@ -54,7 +54,12 @@ from interp.smc import ResamplePolicy
 
 SUITE = "feynman-kac"
 N, STEPS = 2000, 200
-TV, SW2_FLOOR, LOG_Z, UNCORRECTED, REWARD_GAIN = 0.05, 3.5, 0.1, 2.0, 0.5
+# Calibrated on the quick tier, seeds 0-19 (a correct method): each budget is at least 1.25x the largest value over
+# the 20 runs — the per-run maximum, not a typical run — rounded up. Largest (90th percentile) measured: mode TV
+# 0.043 (0.025), sliced W2 over floor 3.44 (2.05), log Z error 0.077 (0.044), evidence error 0.091 (0.042); the
+# unweighted samplers were worse than the corrected by at least 1.59x (sliced W2) and 3.19x (TV). The former
+# budgets (0.05, 3.5, 0.1, 2x), set on seeds 0-2, failed seed 4 (uncorrected only 1.59x worse).
+TV, SW2_FLOOR, LOG_Z, UNCORRECTED, REWARD_GAIN = 0.06, 4.5, 0.12, 1.25, 0.5
 VP = preset("vp")
 STANDARD = GaussianMixture(torch.ones(1), torch.zeros(1, 2), 1.0)
 
