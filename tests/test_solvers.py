@@ -8,8 +8,12 @@ from interp import grids, integrate
 from interp.dynamics import SDE, generative_sde
 from interp.solvers import (
     ODE_SOLVERS,
+    RK4,
+    Euler,
     EulerMaruyama,
     ExplicitRungeKutta,
+    Heun,
+    Midpoint,
     StochasticHeun,
     Torchdiffeq,
     Torchsde,
@@ -136,3 +140,57 @@ def test_generative_sde_signs_and_noise_scale():
     negative = generative_sde(velocity, score, lambda t: -torch.ones_like(t))
     with pytest.raises(ValueError, match="finite and >= 0"):
         negative.drift(0.3, x)
+
+
+def _nonautonomous(t, x):
+    return t * x + t**2
+
+
+def _hand_step(name, t0, h, x0):
+    """One step of each method written out from its textbook tableau (not from ExplicitRungeKutta's tables)."""
+    f = _nonautonomous
+    if name == "euler":
+        return x0 + h * f(t0, x0)
+    if name == "heun":
+        k1 = f(t0, x0)
+        return x0 + h / 2 * (k1 + f(t0 + h, x0 + h * k1))
+    if name == "midpoint":
+        return x0 + h * f(t0 + h / 2, x0 + h / 2 * f(t0, x0))
+    k1 = f(t0, x0)
+    k2 = f(t0 + h / 2, x0 + h / 2 * k1)
+    k3 = f(t0 + h / 2, x0 + h / 2 * k2)
+    k4 = f(t0 + h, x0 + h * k3)
+    return x0 + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+@pytest.mark.parametrize("solver, stages", [(Euler(), 1), (Heun(), 2), (Midpoint(), 2), (RK4(), 4)])
+def test_one_step_of_each_runge_kutta_method_on_a_time_dependent_field(solver, stages):
+    """The stage times matter only when the field depends on t: dx/dt = t x + t^2 from t0 = 0.3, h = 0.2."""
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+    t0, h = 0.3, 0.2
+    out = integrate(_nonautonomous, x0, torch.tensor([t0, t0 + h], dtype=torch.float64), solver, progress=False)
+    assert torch.allclose(out.final, _hand_step(solver.name, t0, h, x0), rtol=0, atol=1e-14), solver.name
+    assert out.nfe == stages and solver.nfe_per_step == stages
+    assert out.solver == solver.name == {1: "euler", 4: "rk4"}.get(stages, solver.name)
+
+
+@pytest.mark.parametrize("solver", [EulerMaruyama(), StochasticHeun()])
+def test_one_step_of_each_sde_method_on_a_given_brownian_path(solver):
+    """Pathwise, against the scheme written out by hand with the same Brownian increment: the sign of the noise
+    term and the times at which drift and diffusion are read are all visible (in law, a flipped noise sign is not)."""
+    from interp.brownian import BrownianPath
+
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+    t0, h = 0.25, 0.25
+    path = BrownianPath(0.0, 1.0, x0.shape, n_steps=4, generator=torch.Generator().manual_seed(0))
+    sde = SDE(lambda t, x: -t * x + t**2, lambda t, x: (1 + t) * torch.ones_like(x[:, :1]), additive=True)
+    grid = torch.tensor([t0, t0 + h], dtype=torch.float64)
+    out = integrate(sde, x0, grid, solver, brownian=path, progress=False)
+    dw = path.increment(t0, t0 + h)
+    drift, g = sde.drift, lambda t: 1 + t
+    if solver.name == "euler_maruyama":
+        expected = x0 + drift(t0, x0) * h + g(t0) * dw
+    else:
+        predictor = x0 + drift(t0, x0) * h + g(t0) * dw
+        expected = x0 + 0.5 * (drift(t0, x0) + drift(t0 + h, predictor)) * h + 0.5 * (g(t0) + g(t0 + h)) * dw
+    assert torch.allclose(out.final, expected, rtol=0, atol=1e-14)
