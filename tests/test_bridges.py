@@ -425,3 +425,29 @@ def test_multimarginal_bridge_recovers_a_linear_reference(seed):
     names = ["matrix[0]", "matrix[1]", "matrix[2]", "matrix[3]", "offset[0]", "offset[1]"]
     fitted = torch.tensor([result.parameters[-1][name] for name in names])
     assert float((fitted - truth).abs().max()) < 0.35, fitted
+
+
+def test_bridge_draws_are_reproducible_and_sf2m_defaults_to_its_entropic_coupling():
+    """Draws come from the caller's generator (same seed, same numbers; another seed, others), and [SF]²M pairs
+    by entropic OT with epsilon = sigma^2 unless told otherwise."""
+    from interp.bridges import SF2M, GaussianBridge
+    from interp.nets import MLP
+
+    eye = torch.eye(2, dtype=torch.float64)
+    bridge = GaussianBridge(torch.zeros(2, dtype=torch.float64), eye, torch.ones(2, dtype=torch.float64), 2 * eye, 0.5)
+    a = bridge.sample_plan(16, torch.Generator().manual_seed(3))
+    b = bridge.sample_plan(16, torch.Generator().manual_seed(3))
+    c = bridge.sample_plan(16, torch.Generator().manual_seed(4))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])
+    loss = FlowScoreLoss(0.7)
+    t1 = loss.sample_times(32, torch.Generator().manual_seed(5), dtype=torch.float64, device="cpu")
+    t2 = loss.sample_times(32, torch.Generator().manual_seed(5), dtype=torch.float64, device="cpu")
+    assert torch.equal(t1, t2) and t1.dtype == torch.float64
+    from interp.train import TrainConfig
+
+    config = TrainConfig(steps=1, batch_size=8, device="cpu", progress=False)
+    sf2m = SF2M(MLP((2,), 8, 1), MLP((2,), 8, 1), sigma=0.7, config=config)
+    assert isinstance(sf2m.coupling, EntropicOTCoupling) and sf2m.coupling.epsilon == pytest.approx(0.49)
+    sf2m.fit(torch.randn(32, 2), torch.randn(32, 2) + 1)
+    assert sf2m.trainer.coupling is sf2m.coupling  # the trainer pairs with it
