@@ -7,10 +7,10 @@ marginal, not the few held-out cells.
 
 Budget (stated): for each of interp's methods (OT-CFM, [SF]²M, multi-marginal SB with a gradient-field reference)
 W1 averaged over the held-out times and two seeds at most ``RATIO`` × the better baseline's (nearest snapshot,
-McCann interpolation with POT): every method matches the better baseline within 15 % on known dynamics, and beats
-it on most seeds. Measured over the quick tier's seeds 0–9 (each a two-seed mean): OT-CFM 0.87–1.03, median 0.92,
-9 of 10 below 1; the former budget 1.0 ("beats both baselines") failed seed 5 (1.025), and [SF]²M sat at 0.9986
-on seed 0 of the full tier.
+McCann interpolation with POT). Calibrated like the other suites: 1.25x the largest value over the quick tier's
+seed pairs 0-15 (OT-CFM 0.85-1.08, median 0.94; better than the better baseline on 11 of 16). The methods are on
+par with the baselines on this small problem, not reliably better: the former budget 1.0 ("beats both
+baselines"), set on seeds 0-1, failed 5 of 16 seed pairs, and [SF]²M sat at 0.9986 on seed 0 of the full tier.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from interp.records import Record, check
 
 SUITE = "trajectories"
-RATIO = 1.15
+RATIO = 1.35
 METHODS = ("ot-cfm", "sf2m", "mmsb")
 BASELINES = ("nearest", "mccann")
 
