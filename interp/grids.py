@@ -67,7 +67,10 @@ def invert_monotone(fn: Callable[[Tensor], Tensor], values: Tensor, lo: float, h
     f_lo, f_hi = fn(torch.tensor([lo], dtype=values.dtype)), fn(torch.tensor([hi], dtype=values.dtype))
     increasing = bool(f_hi > f_lo)
     low, high = (f_lo, f_hi) if increasing else (f_hi, f_lo)
-    slack = 1e-9 * float((high - low).abs().max())
+    # Ends computed along another path, or rounded to float32 on the way, may differ by a few float32 ulps: the
+    # same end, allowed; anything beyond has no solution here.
+    scale = max(float(low.abs().max()), float(high.abs().max()), float((high - low).abs().max()))
+    slack = 16 * max(torch.finfo(values.dtype).eps, torch.finfo(torch.float32).eps) * scale
     if bool(((values < low - slack) | (values > high + slack) | ~torch.isfinite(values)).any()):
         raise ValueError(
             f"values must lie in the function's range [{float(low):.6g}, {float(high):.6g}] on [{lo}, {hi}]; got "
