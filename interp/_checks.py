@@ -7,6 +7,7 @@ downstream ever sees a silent NaN (docs/design.md, "Errors").
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import Tensor
@@ -126,3 +127,20 @@ def upcast_low_precision(method):
         return back(out)
 
     return wrapper
+
+
+def check_count(value, name: str, *, minimum: int = 1) -> int:
+    """An ``int`` (not a bool) of at least ``minimum``: steps, iterations, caps, seeds."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}; got {value!r}")
+    return value
+
+
+def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
+    """A finite real number > 0 (``>= 0`` with ``allow_zero``): rates, tolerances, noise scales, bandwidths."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        kind = "non-negative (>= 0)" if allow_zero else "positive (> 0)"
+        raise ValueError(f"{name} must be a finite {kind} number; got {value!r}")
+    return float(value)

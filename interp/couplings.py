@@ -24,7 +24,7 @@ import ot
 import torch
 from torch import Tensor
 
-from ._checks import check_batch
+from ._checks import check_batch, check_count, check_positive
 from .stepping import ConvergenceError
 
 
@@ -114,9 +114,7 @@ class ExactOTCoupling(_PlanCoupling):
     name = "exact_ot"
 
     def __init__(self, max_iterations: int = 1_000_000):
-        if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
-            raise ValueError(f"max_iterations must be a positive int; got {max_iterations!r}")
-        self.max_iterations = max_iterations
+        self.max_iterations = check_count(max_iterations, "max_iterations")
 
     def plan(self, x0, x1):
         a = torch.full((x0.shape[0],), 1.0 / x0.shape[0], dtype=x0.dtype, device=x0.device)
@@ -161,12 +159,9 @@ class EntropicOTCoupling(_PlanCoupling):
     def __init__(
         self, epsilon: float, max_iterations: int = 10_000, tolerance: float = 1e-2, method: str = "sinkhorn_log"
     ):
-        if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and epsilon > 0):
-            raise ValueError(f"epsilon must be a finite positive number; got {epsilon!r}")
-        if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
-            raise ValueError(f"tolerance must be a finite positive number; got {tolerance!r}")
-        if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
-            raise ValueError(f"max_iterations must be a positive int; got {max_iterations!r}")
+        check_positive(epsilon, "epsilon")
+        check_positive(tolerance, "tolerance")
+        check_count(max_iterations, "max_iterations")
         if method not in SINKHORN_METHODS:
             raise ValueError(f"method must be one of {SINKHORN_METHODS}; got {method!r}")
         self.epsilon, self.max_iterations, self.tolerance, self.method = (

@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._checks import check_count, check_positive
 from ._files import write_atomically
 from .couplings import Coupling, IndependentCoupling
 from .losses import InterpolantLoss
@@ -66,19 +67,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return out
 
 
-def _count(value, name: str, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {kind}; got {value!r}")
-
-
-def _positive(value, name: str, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        limit = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {limit}; got {value!r}")
-
-
 @dataclass
 class TrainConfig:
     """Options of :class:`Trainer`; every number has its meaning in the name."""
@@ -99,20 +87,20 @@ class TrainConfig:
     checkpoint_path: str | None = None
 
     def __post_init__(self):
-        _count(self.steps, "steps", minimum=1)
-        _count(self.batch_size, "batch_size", minimum=1)
-        _positive(self.learning_rate, "learning_rate")
-        _positive(self.weight_decay, "weight_decay", allow_zero=True)
-        _count(self.warmup_steps, "warmup_steps", minimum=0)
+        check_count(self.steps, "steps", minimum=1)
+        check_count(self.batch_size, "batch_size", minimum=1)
+        check_positive(self.learning_rate, "learning_rate")
+        check_positive(self.weight_decay, "weight_decay", allow_zero=True)
+        check_count(self.warmup_steps, "warmup_steps", minimum=0)
         # A negative clip norm would scale gradients by a negative factor (gradient ascent), zero would freeze
         # training: no clipping is None, never a number <= 0.
         if self.grad_clip_norm is not None:
-            _positive(self.grad_clip_norm, "grad_clip_norm (None for no clipping)")
+            check_positive(self.grad_clip_norm, "grad_clip_norm (None for no clipping)")
         if not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
             raise ValueError(f"ema_decay must lie in [0, 1); got {self.ema_decay!r}")
-        _count(self.seed, "seed", minimum=0)
-        _count(self.eval_every, "eval_every", minimum=0)
-        _count(self.checkpoint_every, "checkpoint_every", minimum=0)
+        check_count(self.seed, "seed", minimum=0)
+        check_count(self.eval_every, "eval_every", minimum=0)
+        check_count(self.checkpoint_every, "checkpoint_every", minimum=0)
         if not isinstance(self.device, (str, torch.device)):
             raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda'; got {self.device!r}")
         if self.checkpoint_every and not self.checkpoint_path:

@@ -28,6 +28,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from ._checks import check_positive
 from .langevin import LangevinTarget, as_target
 from .results import NetCDFResult, result_attrs, to_numpy
 from .stepping import StepLoop
@@ -96,10 +97,8 @@ def _check(x0: Tensor, step_size: float, n_steps: int, record_every: int, bandwi
     for name, value in (("n_steps", n_steps), ("record_every", record_every)):
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    if bandwidth is not None and not (
-        isinstance(bandwidth, (int, float)) and math.isfinite(bandwidth) and bandwidth > 0
-    ):
-        raise ValueError(f"bandwidth must be None (adaptive) or a finite positive number; got {bandwidth!r}")
+    if bandwidth is not None:
+        check_positive(bandwidth, "bandwidth (None for adaptive)")
     return x0
 
 

@@ -59,25 +59,29 @@ def test_loss_gap_equals_the_squared_shift():
     assert shifted - base == pytest.approx(0.09, rel=0.05)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_training_a_small_mlp_learns_the_exact_velocity(seed):
+def _trained_error(name, parameterisation, seed, *, hidden, depth, steps, **loss_options) -> float:
+    """Relative L2 error at t = 0.5 of a small MLP trained with Adam on ``parameterisation`` against the exact field."""
     torch.manual_seed(seed)
-    exact = _exact("linear")
-    net = MLP((2,), hidden=128, depth=3)
+    exact = _exact(name)
+    net = MLP((2,), hidden=hidden, depth=depth)
     optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
-    loss = InterpolantLoss(exact.interpolant, Parameterisation.VELOCITY)
+    loss = InterpolantLoss(exact.interpolant, parameterisation, **loss_options)
     g = torch.Generator().manual_seed(seed)
-    for _ in range(1000):
+    for _ in range(steps):
         value = loss(net, exact.rho0.sample(256, g), exact.rho1.sample(256, g), g)
         optimiser.zero_grad()
         value.backward()
         optimiser.step()
     with torch.no_grad():
         x = exact.sample(0.5, 2000, g)
-        error = (net(0.5, x) - exact.velocity(0.5, x)).pow(2).sum(1).mean() / exact.velocity(0.5, x).pow(2).sum(
-            1
-        ).mean()
-    assert float(error.sqrt()) < 0.3
+        target = getattr(exact, FIELDS[parameterisation])(0.5, x)
+        error = (net(0.5, x) - target).pow(2).sum(1).mean() / target.pow(2).sum(1).mean()
+    return float(error.sqrt())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_training_a_small_mlp_learns_the_exact_velocity(seed):
+    assert _trained_error("linear", Parameterisation.VELOCITY, seed, hidden=128, depth=3, steps=1000) < 0.3
 
 
 def test_antithetic_and_weighting_and_time_clip():
@@ -148,22 +152,10 @@ def test_exact_field_is_stationary_in_every_direction(parameterisation, seed):
 @pytest.mark.parametrize("parameterisation", [Parameterisation.SCORE, Parameterisation.DENOISER])
 def test_training_learns_the_exact_score_and_denoiser(parameterisation, seed):
     """End to end for the noise targets: a small MLP trained on them matches the exact field at t = 0.5."""
-    torch.manual_seed(seed)
-    exact = _exact("linear-brownian")
-    net = MLP((2,), hidden=64, depth=2)
-    optimiser = torch.optim.Adam(net.parameters(), lr=2e-3)
-    loss = InterpolantLoss(exact.interpolant, parameterisation, time_range=(0.2, 0.8))
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(600):
-        value = loss(net, exact.rho0.sample(256, g), exact.rho1.sample(256, g), g)
-        optimiser.zero_grad()
-        value.backward()
-        optimiser.step()
-    with torch.no_grad():
-        x = exact.sample(0.5, 2000, g)
-        target = getattr(exact, FIELDS[parameterisation])(0.5, x)
-        error = (net(0.5, x) - target).pow(2).sum(1).mean() / target.pow(2).sum(1).mean()
-    assert float(error.sqrt()) < 0.3
+    error = _trained_error(
+        "linear-brownian", parameterisation, seed, hidden=64, depth=2, steps=600, time_range=(0.2, 0.8)
+    )
+    assert error < 0.3
 
 
 def test_default_time_range_clips_only_where_a_target_diverges():

@@ -19,6 +19,21 @@ def _setup(n=400, n_steps=60, seed=0):
     return vp, up, down, torch.linspace(lo, hi, n_steps + 1), x0, starts
 
 
+def _run(seed, **options):
+    """The two-model superposition from ``_setup(seed)`` with the same seed for its noise."""
+    vp, up, down, grid, x0, starts = _setup(seed=seed)
+    return superpose(
+        [up.score, down.score],
+        vp,
+        x0,
+        grid,
+        log_density_start=starts,
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+        **options,
+    )
+
+
 def test_bad_inputs():
     vp, up, down, grid, x0, _ = _setup(n=4, n_steps=3)
     with pytest.raises(ValueError, match="two or more"):
@@ -55,39 +70,17 @@ def test_and_weights_solve_the_constraint_and_guard_equal_scores():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_and_keeps_the_tracked_log_densities_together(seed):
-    vp, up, down, grid, x0, starts = _setup(seed=seed)
-    traj = superpose(
-        [up.score, down.score],
-        vp,
-        x0,
-        grid,
-        mode="and",
-        log_density_start=starts,
-        record=True,
-        generator=torch.Generator().manual_seed(seed),
-        progress=False,
-    )
+    traj = _run(seed, mode="and", record=True)
     gap = traj.log_density[..., 0] - traj.log_density[..., 1]
     assert torch.allclose(gap, gap[:1].expand_as(gap), atol=1e-8)
-    assert traj.extras["kappa"].shape == (len(grid), 400, 2)
+    assert traj.extras["kappa"].shape == (len(traj.grid), 400, 2)
     assert traj.to_xarray()["kappa"].dims == ("time", "particle", "model")
     assert traj.final[:, 1].abs().mean() < 0.1  # the equal-density line y = 0, between the modes at y = +-1.5
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_or_with_all_weight_on_one_model_is_that_model(seed):
-    vp, up, down, grid, x0, starts = _setup(seed=seed)
-    traj = superpose(
-        [up.score, down.score],
-        vp,
-        x0,
-        grid,
-        mode="or",
-        weights=[1.0, 1e-12],
-        log_density_start=starts,
-        generator=torch.Generator().manual_seed(seed),
-        progress=False,
-    )
+    traj = _run(seed, mode="or", weights=[1.0, 1e-12])
     assert (traj.final[:, 1] > 0).float().mean() > 0.99  # all mass in the top pair
 
 
@@ -106,17 +99,6 @@ def test_trained_fields_plug_in():
 def test_or_with_weights_samples_the_weighted_mixture(seed):
     """OR with weights (0.3, 0.7) samples 0.3 up + 0.7 down: the top pair's share is 0.3 within four binomial
     standard errors (n = 400, se 0.023) plus 0.03 for the 60-step discretisation."""
-    vp, up, down, grid, x0, starts = _setup(seed=seed)
-    traj = superpose(
-        [up.score, down.score],
-        vp,
-        x0,
-        grid,
-        mode="or",
-        weights=[0.3, 0.7],
-        log_density_start=starts,
-        generator=torch.Generator().manual_seed(seed),
-        progress=False,
-    )
+    traj = _run(seed, mode="or", weights=[0.3, 0.7])
     share = float((traj.final[:, 1] > 0).double().mean())
     assert abs(share - 0.3) < 4 * (0.3 * 0.7 / 400) ** 0.5 + 0.03, share

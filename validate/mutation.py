@@ -27,6 +27,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -116,8 +117,7 @@ def classify(diff: str, source: str) -> str:
 def run_group(name: str, work: Path, *, max_children: int, limit: int) -> dict:
     modules, tests = GROUPS[name]
     folder = work / name
-    if folder.exists():
-        subprocess.run(["rm", "-rf", str(folder)], check=True)
+    shutil.rmtree(folder, ignore_errors=True)
     _checkout(folder)
     with open(folder / "pyproject.toml", "a") as f:
         f.write(_config(modules, tests))

@@ -8,12 +8,11 @@ seed gives the same path.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torchdiffeq
 import torchsde
 
+from .._checks import check_count, check_positive
 from ..brownian import brownian_interval
 from ..dynamics import SDE
 from ..stepping import ConvergenceError, NonFiniteStateError
@@ -66,16 +65,9 @@ class _Guarded:
         return out
 
 
-def _cap(max_evaluations) -> int:
-    if isinstance(max_evaluations, bool) or not isinstance(max_evaluations, int) or max_evaluations < 1:
-        raise ValueError(f"max_evaluations must be a positive int; got {max_evaluations!r}")
-    return max_evaluations
-
-
 def _tolerances(rtol, atol) -> None:
-    ok = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (rtol, atol))
-    if not (ok and rtol > 0 and atol >= 0):
-        raise ValueError(f"need finite rtol > 0 and atol >= 0; got rtol={rtol!r}, atol={atol!r}")
+    check_positive(rtol, "rtol")
+    check_positive(atol, "atol", allow_zero=True)
 
 
 class Torchdiffeq(AdaptiveSolver):
@@ -96,7 +88,7 @@ class Torchdiffeq(AdaptiveSolver):
             raise ValueError(f"unknown torchdiffeq method {method!r}; choose from {list(TORCHDIFFEQ_METHODS)}")
         _tolerances(rtol, atol)
         self.method, self.rtol, self.atol, self.options = method, rtol, atol, options
-        self.max_evaluations = _cap(max_evaluations)
+        self.max_evaluations = check_count(max_evaluations, "max_evaluations")
         self.name = f"torchdiffeq_{method}"
 
     def solve(self, field, x0, grid, generator):
@@ -171,11 +163,10 @@ class Torchsde(AdaptiveSolver):
             raise ValueError(
                 f"unknown torchsde method {method!r}; choose from {sorted(_ITO_METHODS | _STRATONOVICH_METHODS)}"
             )
-        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt must be a finite positive number; got {dt!r}")
+        check_positive(dt, "dt")
         _tolerances(rtol, atol)
         self.method, self.dt, self.adaptive_steps, self.rtol, self.atol = method, dt, adaptive, rtol, atol
-        self.max_evaluations = _cap(max_evaluations)
+        self.max_evaluations = check_count(max_evaluations, "max_evaluations")
         self.name = f"torchsde_{method}"
 
     def check_dynamics(self, dynamics):
