@@ -81,6 +81,25 @@ def test_two_sided_conversions_from_other_pairs():
         assert torch.allclose(again.score, truth.score, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["linear", "trig"])
+def test_deterministic_two_sided_conversions_need_no_score(name):
+    """gamma = 0 and two-sided: x_t = alpha x0 + beta x1 and v = alpha_dot x0 + beta_dot x1 for one pair, so the
+    pair is recovered from v (or from either end) by the 2x2 solve, written out here by hand."""
+    interpolant = preset(name)
+    g = torch.Generator().manual_seed(4)
+    x0, x1 = torch.randn(8, 3, generator=g, dtype=torch.float64), torch.randn(8, 3, generator=g, dtype=torch.float64)
+    t = torch.rand(8, generator=g, dtype=torch.float64) * 0.8 + 0.1
+    c = interpolant.coefficients(t, x0)
+    x = c.alpha * x0 + c.beta * x1
+    v = c.alpha_dot * x0 + c.beta_dot * x1
+    for given in ({"velocity": v}, {"x0": x0}, {"x1": x1}, {"mean_velocity": v}):
+        post = interpolant.posterior(t, x, **given)
+        assert torch.equal(post.t.reshape(-1), t) and post.x is x
+        assert torch.allclose(post.x0, x0, atol=1e-10) and torch.allclose(post.x1, x1, atol=1e-10), given.keys()
+        assert torch.allclose(post.velocity, v, atol=1e-10)
+        assert torch.equal(post.denoiser, torch.zeros_like(x))
+
+
 def test_velocity_conversion_finite_at_the_ends():
     """b = v - gamma*gamma_dot*s stays finite at t = 0 and 1 although gamma_dot diverges there."""
     interpolant = preset("linear-brownian")

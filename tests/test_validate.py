@@ -87,3 +87,7 @@ def test_mutation_survivors_are_sorted_by_what_they_change():
     assert classify(message, source) == "message"
     assert classify(guard, source) == "guard"
     assert classify(number, source) == "number"
+    named = "--- a\n+++ b\n-    check_batch(x, \"x\")\n+    check_batch(x, None)\n"
+    default = "--- a\n+++ b\n-    y = f(x, mode=\"mean\")\n+    y = f(x, mode=None)\n"
+    assert classify(named, source) == "message"
+    assert classify(default, source) == "number"

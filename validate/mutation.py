@@ -5,7 +5,8 @@ copy of the committed tree and runs, for every mutant, the fast tests that cover
 tests to functions by coverage and stops at the first failure). A mutant no test fails "survives". Survivors are
 sorted into three kinds, because only one of them is a wrong number that went unseen:
 
-* ``message`` — only a string literal changed (an error message, a name in a record);
+* ``message`` — only a string literal changed (an error message, a name in a record, the name a ``check_*``
+  validator puts in its message, also when replaced by ``None``);
 * ``guard`` — the condition of an ``if ...: raise`` (input validation; the table in tests/test_bad_input.py pins the
   common cases, not every boundary);
 * ``number`` — anything else: arithmetic, a default, an argument; some of these are equivalent (``device=None`` on
@@ -61,6 +62,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {  # modules mutated, test file
 }
 
 
+_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
 def _config(modules: list[str], tests: list[str]) -> str:
     return (
         "\n[tool.mutmut]\n"
@@ -88,7 +92,11 @@ def _strip_strings(line: str) -> str:
         tokens = list(tokenize.generate_tokens(io.StringIO(line.strip() + "\n").readline))
     except (tokenize.TokenError, IndentationError, SyntaxError):
         return line
-    return " ".join("S" if t.type == tokenize.STRING else t.string for t in tokens)
+    # The arguments of the check_* validators are names used in their messages only: None there is a message change.
+    names_only = bool(tokens) and tokens[0].string.startswith("check_")
+    return " ".join(
+        "S" if t.type == tokenize.STRING or (names_only and t.string == "None") else t.string for t in tokens
+    )
 
 
 def classify(diff: str, source: str) -> str:
@@ -121,17 +129,23 @@ def run_group(name: str, work: Path, *, max_children: int, limit: int) -> dict:
     _checkout(folder)
     with open(folder / "pyproject.toml", "a") as f:
         f.write(_config(modules, tests))
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     started = time.time()
     with open(folder / "mutmut.log", "w") as log:
         try:
             subprocess.run(
                 ["mutmut", "run", "--max-children", str(max_children)],
-                cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=limit,
+                cwd=folder, env=_ENV, stdout=log, stderr=subprocess.STDOUT, timeout=limit,
             )  # fmt: skip
             finished = True
         except subprocess.TimeoutExpired:
             finished = False
+    return summarise(name, work, finished=finished, seconds=round(time.time() - started))
+
+
+def summarise(name: str, work: Path, *, finished: bool | None = None, seconds: int | None = None) -> dict:
+    """The summary of a group's run in ``work`` (read back from mutmut's results, so it can be redone)."""
+    modules, tests = GROUPS[name]
+    folder, env = work / name, _ENV
     listing = subprocess.run(
         ["mutmut", "results", "--all", "true"], cwd=folder, env=env, capture_output=True, text=True
     ).stdout
@@ -156,7 +170,7 @@ def run_group(name: str, work: Path, *, max_children: int, limit: int) -> dict:
         "mutants": len(statuses),
         "checked": checked,
         "finished": finished,
-        "seconds": round(time.time() - started),
+        "seconds": seconds,
         "counts": counts,
         "survived": {kind: len(names) for kind, names in survivors.items()},
         "number_survival_rate": round(len(survivors["number"]) / decided, 4) if decided else None,
@@ -172,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the per-group summary here")
     parser.add_argument("--max-children", type=positive_int, default=2)
     parser.add_argument("--limit", type=positive_int, default=7200, help="seconds per group at most")
+    parser.add_argument(
+        "--summarise", action="store_true", help="do not run: summarise the runs already in --work again"
+    )
     args = parser.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -184,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     summaries = []
     for name in args.groups or list(GROUPS):
-        summary = run_group(name, Path(args.work), max_children=args.max_children, limit=args.limit)
+        if args.summarise:
+            if not (Path(args.work) / name / "mutants").is_dir():
+                parser.error(f"no run of group {name} in {args.work}")
+            summary = summarise(name, Path(args.work))
+        else:
+            summary = run_group(name, Path(args.work), max_children=args.max_children, limit=args.limit)
         summaries.append(summary)
         rate = summary["number_survival_rate"]
         print(
@@ -192,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             f" timed out)  survived: "
             f"{summary['survived']['number']} number, {summary['survived']['guard']} guard, "
             f"{summary['survived']['message']} message  number-survival {rate if rate is None else f'{rate:.1%}'}"
-            f"{'' if summary['finished'] else '  (stopped at --limit)'}",
+            f"{'  (stopped at --limit)' if summary['finished'] is False else ''}",
             flush=True,
         )
     if args.json:
