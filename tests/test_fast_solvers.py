@@ -124,6 +124,7 @@ def _slope(exact, x0, reference, solver, steps):
     "make",
     [
         lambda ip: DPMSolver(ip, 3),
+        lambda ip: DPMSolver(ip, 2),
         lambda ip: DPMSolverPP(ip, 2, lower_order_final=0),
         lambda ip: UniPC(ip, 2, lower_order_final=0, warmup="singlestep"),
         lambda ip: DEIS(ip, 3, warmup="singlestep"),
@@ -224,6 +225,23 @@ def test_dynamic_threshold():
     # ending at t = 1 (denoise to zero) returns the last data prediction, clamped into [-1, 1]
     final = integrate(exact.velocity, x0, grids.uniform(10, 1e-3, 1.0), solver, progress=False).final
     assert final.abs().max() <= 1.0 + 1e-12 and final.abs().max() > 0.9
+    # with its own ratio and ceiling, the last step is the thresholded data prediction at the previous state
+    solver = DPMSolverPP(exact.interpolant, 2, thresholding=(0.6, 1.5))
+    traj = integrate(exact.velocity, 3 * x0, grids.uniform(10, 1e-3, 1.0), solver, record=True, progress=False)
+    expected = dynamic_threshold(exact.x1_mean(float(traj.times[-2]), traj.states[-2]), 0.6, 1.5)
+    assert torch.allclose(traj.final, expected, atol=1e-12)
+    assert not torch.allclose(expected, dynamic_threshold(exact.x1_mean(float(traj.times[-2]), traj.states[-2])))
+
+
+def test_dpm_solver_pp_declares_its_order_and_name():
+    ip = preset("vp")
+    default = DPMSolverPP(ip)
+    assert (default.order, default.lower_order_final, default.name) == (2, 15, "dpmsolver++2M")
+    reference = DPMSolverPP(ip, 3, third_order="reference")
+    assert (reference.order, reference.name) == (2, "dpmsolver++3M-ref")  # Lu et al.'s weight: order 2 (see above)
+    heavy_ball = DPMSolverPP(ip, 2, momentum=0.8)
+    assert (heavy_ball.order, heavy_ball.name) == (1, "dpmsolver++2M-hb0.8")
+    assert DPMSolverPP(ip, 3, third_order="reference", momentum=0.5).order == 1
 
 
 def test_float32_runs(vp_case):
