@@ -33,6 +33,11 @@ def as_tensor(value, name: str, *, like: Tensor | None = None, dtype=None) -> Te
 
 
 def check_finite(x: Tensor, name: str) -> Tensor:
+    """``x``, or a ``ValueError`` counting its non-finite entries. Skipped inside :func:`torch.compile` (a value
+    test cannot be traced): compiled loops check their states once per block instead (docs/design.md,
+    "Compiled stepping")."""
+    if torch.compiler.is_compiling():
+        return x
     if not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(f"{name} must be finite; it has {bad} non-finite entries")

@@ -25,18 +25,20 @@ optionally ``score``) methods, such as :class:`~interp.analytic.GaussianMixture`
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 import xarray as xr
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ._checks import check_matrix
 from ._grad import autograd_on, check_graph, grad_leaf
 from ._random import rand, randn_like
 from .results import NetCDFResult, result_attrs, to_numpy
-from .stepping import NonFiniteStateError, StepLoop, seeded_generator
+from .stepping import FusedSteps, NonFiniteStateError, StepLoop, seeded_generator
 
 __all__ = [
     "BAOAB",
@@ -91,6 +93,22 @@ class LangevinTarget:
             raise ValueError(f"score must return the state's shape {tuple(x.shape)}; got {tuple(grad.shape)}")
         return value, grad.detach()
 
+    def traced_value_and_score(self, x: Tensor, need_value: bool) -> tuple[Tensor | None, Tensor]:
+        """:meth:`value_and_score` for compiled steps: tensor work only, the gradient by :func:`torch.func.grad`
+        (traceable in one graph). The shape and graph checks are left to the eager start (:meth:`_Kernel.init`),
+        which evaluates the target the same way first."""
+        if need_value and self.log_density_and_score is not None:
+            return self.log_density_and_score(x)
+        if self.score is not None:
+            return (self.log_density(x) if need_value else None), self.score(x)
+
+        def total(y):
+            value = self.log_density(y)
+            return value.sum(), value
+
+        grad, value = torch.func.grad(total, has_aux=True)(x)
+        return (value if need_value else None), grad
+
     def _value(self, x: Tensor) -> Tensor:
         if self.log_density is None:
             raise ValueError("this kernel needs the target's log-density (Metropolis test); give log_density=")
@@ -143,15 +161,30 @@ def _check_state(x: Tensor) -> Tensor:
     return check_matrix(x, "the initial chains", rows="chains")
 
 
-def _finite(x: Tensor, kernel, state: LangevinState) -> Tensor:
-    """``x``, or :class:`~interp.stepping.NonFiniteStateError` naming the step before the target sees it."""
-    if not torch.isfinite(x).all():
-        step = state.steps + 1
-        raise NonFiniteStateError(step, step * kernel.step_size, f"{type(kernel).__name__} (reduce step_size)")
-    return x
+Carry = tuple  # (x, score, log_density, v, accepted): a LangevinState's tensors, None where a kernel has none
+
+
+def _carry(state: LangevinState) -> Carry:
+    return state.x, state.score, state.log_density, state.v, state.accepted
+
+
+def _from_carry(state: LangevinState, carry: Carry, steps: int) -> LangevinState:
+    x, score, log_density, v, accepted = carry
+    return replace(state, x=x, score=score, log_density=log_density, v=v, accepted=accepted, steps=steps)
+
+
+def _safe(x_new: Tensor, x_old: Tensor) -> tuple[Tensor, Tensor]:
+    """``(rows of x_new that are finite, else x_old's; the non-finite rows)``: a target never sees a NaN state."""
+    bad = ~torch.isfinite(x_new).all(dim=1)
+    return torch.where(bad[:, None], x_old, x_new), bad
 
 
 class _Kernel:
+    """A kernel is three pieces (docs/design.md, "Compiled stepping"): :meth:`draws` (the step's noise, from the
+    generator, in a fixed order), :meth:`advance` (the update as tensor arithmetic only: no host synchronisation,
+    no Python branch on a value, so K steps can be fused and compiled) returning per-chain flags of a step that
+    must not be taken, and :meth:`error` (the exception those flags mean). :meth:`step` is the three in a row."""
+
     needs_log_density = False
 
     def init(self, target: LangevinTarget, x: Tensor, generator=None) -> LangevinState:
@@ -164,6 +197,30 @@ class _Kernel:
             raise ValueError("the score is not finite at the starting chains")
         return LangevinState(x=x, score=grad, log_density=value, steps=0)
 
+    def draws(self, x: Tensor, generator) -> tuple[Tensor, ...]:
+        return (randn_like(x, generator),)
+
+    def advance(self, value_and_score, carry: Carry, noise: tuple[Tensor, ...]) -> tuple[Carry, Tensor]:
+        raise NotImplementedError
+
+    def error(self, state: LangevinState, flags: Tensor) -> Exception:
+        """The exception for a step whose :meth:`advance` flagged chains (``state`` is the state before it)."""
+        step = state.steps + 1
+        return NonFiniteStateError(step, step * self.step_size, f"{type(self).__name__} (reduce step_size)")
+
+    def step(self, target: LangevinTarget, state: LangevinState, generator=None, *, noise=None) -> LangevinState:
+        """One step from ``state``; its noise is drawn from ``generator`` unless given (``noise``, as
+        :meth:`draws` returns it: a replay draws nothing)."""
+        noise = self.draws(state.x, generator) if noise is None else noise
+        carry, flags = self.advance(_eager(target), _carry(state), noise)
+        if bool(flags.any()):
+            raise self.error(state, flags)
+        return _from_carry(state, carry, state.steps + 1)
+
+
+def _eager(target: LangevinTarget):
+    return lambda x, need_value: target.value_and_score(x, need_value=need_value)
+
 
 class ULA(_Kernel):
     """Unadjusted Langevin: :math:`x + h\\nabla\\log\\pi(x) + \\sqrt{2h}\\,\\xi` (step ``h``)."""
@@ -171,11 +228,12 @@ class ULA(_Kernel):
     def __init__(self, step_size: float):
         self.step_size = _positive("step_size", step_size)
 
-    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
+    def advance(self, value_and_score, carry, noise):
+        x, score, _, _, accepted = carry
         h = self.step_size
-        x = _finite(state.x + h * state.score + math.sqrt(2 * h) * randn_like(state.x, generator), self, state)
-        value, grad = target.value_and_score(x, need_value=False)
-        return replace(state, x=x, score=grad, log_density=value, steps=state.steps + 1)
+        y, bad = _safe(x + h * score + math.sqrt(2 * h) * noise[0], x)
+        _, grad = value_and_score(y, False)
+        return (y, grad, None, None, accepted), bad  # a flagged row keeps its last finite state
 
 
 class MALA(_Kernel):
@@ -191,37 +249,41 @@ class MALA(_Kernel):
         state = super().init(target, x)
         return replace(state, accepted=torch.zeros(x.shape[0], dtype=torch.long, device=x.device))
 
-    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
-        h, x = self.step_size, state.x
-        y = x + h * state.score + math.sqrt(2 * h) * randn_like(x, generator)
-        finite = torch.isfinite(y).all(dim=1)
-        y = torch.where(finite[:, None], y, x)  # a non-finite proposal is rejected below, never evaluated
-        value_y, grad_y = target.value_and_score(y, need_value=True)
-        forward = -((y - x - h * state.score) ** 2).sum(dim=1) / (4 * h)
+    def draws(self, x, generator):
+        return randn_like(x, generator), rand(x.shape[0], generator, x)
+
+    def advance(self, value_and_score, carry, noise):
+        x, score, log_density, _, accepted = carry
+        (z, u), h = noise, self.step_size
+        # a non-finite proposal is rejected below, never evaluated
+        y, rejected = _safe(x + h * score + math.sqrt(2 * h) * z, x)
+        finite = ~rejected
+        value_y, grad_y = value_and_score(y, True)
+        forward = -((y - x - h * score) ** 2).sum(dim=1) / (4 * h)
         backward = -((x - y - h * grad_y) ** 2).sum(dim=1) / (4 * h)
-        log_ratio = value_y - state.log_density + backward - forward
+        log_ratio = value_y - log_density + backward - forward
         # -inf (outside the support) is a rejection; NaN is a broken target, and rejecting it forever would freeze
         # the chain at acceptance 0 without a word.
-        broken = finite & (torch.isnan(value_y) | (torch.isfinite(value_y) & ~torch.isfinite(grad_y).all(dim=1)))
-        if bool(broken.any()):
-            first = int(torch.nonzero(broken)[0])
-            raise ValueError(
-                f"MALA step {state.steps + 1}: the target gave a NaN log-density or a non-finite score where the "
-                f"log-density is finite, at {int(broken.sum())} finite proposal(s) (first: chain {first}); a target "
-                "must return -inf outside its support, never NaN"
-            )
-        valid = finite & torch.isfinite(value_y) & torch.isfinite(grad_y).all(dim=1)
-        log_ratio = torch.where(valid, log_ratio, -math.inf)
-        u = rand(x.shape[0], generator, x)
-        accept = torch.log(u) < log_ratio
+        score_finite = torch.isfinite(grad_y).all(dim=1)
+        broken = finite & (torch.isnan(value_y) | (torch.isfinite(value_y) & ~score_finite))
+        valid = finite & torch.isfinite(value_y) & score_finite
+        accept = torch.log(u) < torch.where(valid, log_ratio, -math.inf)
         keep = accept[:, None]
-        return replace(
-            state,
-            x=torch.where(keep, y, x),
-            score=torch.where(keep, grad_y, state.score),
-            log_density=torch.where(accept, value_y, state.log_density),
-            accepted=state.accepted + accept.long(),
-            steps=state.steps + 1,
+        carry = (
+            torch.where(keep, y, x),
+            torch.where(keep, grad_y, score),
+            torch.where(accept, value_y, log_density),
+            None,
+            accepted + accept.long(),
+        )
+        return carry, broken
+
+    def error(self, state, flags):
+        first = int(torch.nonzero(flags)[0])
+        return ValueError(
+            f"MALA step {state.steps + 1}: the target gave a NaN log-density or a non-finite score where the "
+            f"log-density is finite, at {int(flags.sum())} finite proposal(s) (first: chain {first}); a target "
+            "must return -inf outside its support, never NaN"
         )
 
 
@@ -234,40 +296,42 @@ class _Underdamped(_Kernel):
         state = super().init(target, x)
         return replace(state, v=randn_like(state.x, generator))  # the velocity starts at its stationary N(0, I)
 
-    def _ou(self, v: Tensor, dt: float, generator) -> Tensor:
+    def _ou(self, v: Tensor, dt: float, z: Tensor) -> Tensor:
         c = math.exp(-self.friction * dt)
-        return c * v + math.sqrt(1 - c * c) * randn_like(v, generator)
-
-    def _kick(self, target, x, v, grad, dt):
-        return v + dt * grad
+        return c * v + math.sqrt(1 - c * c) * z
 
 
 class BAOAB(_Underdamped):
     """Underdamped Langevin by B (h/2 kick) A (h/2 drift) O (exact OU over h) A B; one score per step."""
 
-    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
+    def advance(self, value_and_score, carry, noise):
+        x0, score, _, v, accepted = carry
         h = self.step_size
-        v = state.v + 0.5 * h * state.score
-        x = state.x + 0.5 * h * v
-        v = self._ou(v, h, generator)
-        x = _finite(x + 0.5 * h * v, self, state)
-        _, grad = target.value_and_score(x, need_value=False)
+        v = v + 0.5 * h * score
+        x = x0 + 0.5 * h * v
+        v = self._ou(v, h, noise[0])
+        x, bad = _safe(x + 0.5 * h * v, x0)
+        _, grad = value_and_score(x, False)
         v = v + 0.5 * h * grad
-        return replace(state, x=x, v=v, score=grad, log_density=None, steps=state.steps + 1)
+        return (x, grad, None, v, accepted), bad
 
 
 class OBABO(_Underdamped):
     """Underdamped Langevin by O (OU over h/2) B (h/2 kick) A (h drift) B O; one score per step."""
 
-    def step(self, target: LangevinTarget, state: LangevinState, generator=None) -> LangevinState:
+    def draws(self, x, generator):
+        return randn_like(x, generator), randn_like(x, generator)
+
+    def advance(self, value_and_score, carry, noise):
+        x0, score, _, v, accepted = carry
         h = self.step_size
-        v = self._ou(state.v, 0.5 * h, generator)
-        v = v + 0.5 * h * state.score
-        x = _finite(state.x + h * v, self, state)
-        _, grad = target.value_and_score(x, need_value=False)
+        v = self._ou(v, 0.5 * h, noise[0])
+        v = v + 0.5 * h * score
+        x, bad = _safe(x0 + h * v, x0)
+        _, grad = value_and_score(x, False)
         v = v + 0.5 * h * grad
-        v = self._ou(v, 0.5 * h, generator)
-        return replace(state, x=x, v=v, score=grad, log_density=None, steps=state.steps + 1)
+        v = self._ou(v, 0.5 * h, noise[1])
+        return (x, grad, None, v, accepted), bad
 
 
 class AnnealedLangevin:
@@ -437,27 +501,67 @@ def run_chains(
     burn_in: int = 0,
     thin: int = 1,
     progress: bool = True,
+    block: int = 32,
+    compile: bool = False,
 ) -> Chains:
     """Run ``kernel`` for ``n_steps`` from ``x0`` ``(chains, dim)``; keep every ``thin``-th state after ``burn_in``.
 
-    Raises :class:`~interp.stepping.NonFiniteStateError` naming the step when a chain leaves the finite states.
+    Steps run in blocks of ``block`` (docs/design.md, "Compiled stepping"): the noise of a block is drawn first, in
+    the order single steps draw it, the steps then run without a host synchronisation, and the finiteness flags are
+    read once per block. ``compile=True`` fuses each block into one :func:`torch.compile` call (the same numbers as
+    eager up to floating-point rounding; the first block pays the compilation, reported in
+    ``Chains.settings["compile_seconds"]``; a warning and eager steps where compilation is unavailable). Worth it
+    for long runs: compilation takes tens of seconds on a CPU.
+
+    Raises :class:`~interp.stepping.NonFiniteStateError` naming the step when a chain leaves the finite states (the
+    flagged block is replayed eagerly with its noise to find the step), and MALA's ``ValueError`` for a target that
+    returns NaN.
     """
     target = as_target(target)
-    for name, value, low in (("n_steps", n_steps, 1), ("burn_in", burn_in, 0), ("thin", thin, 1)):
-        if not (isinstance(value, int) and value >= low):
+    for name, value, low in (("n_steps", n_steps, 1), ("burn_in", burn_in, 0), ("thin", thin, 1), ("block", block, 1)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
             raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
     if burn_in >= n_steps:
         raise ValueError(f"burn_in ({burn_in}) must be below n_steps ({n_steps})")
     generator = seeded_generator(generator, x0.device)
     state = kernel.init(target, x0, generator)
     keep = range(burn_in + thin, n_steps + 1, thin)
-    loop = StepLoop(type(kernel).__name__, n_steps, keep=keep, progress=progress, start=1, advice="reduce step_size")
-    for k in loop.steps():
-        state = kernel.step(target, state, generator)
-        loop.guard(k, k * kernel.step_size, state.x)
-        loop.keep(k, state.x)
+    name = type(kernel).__name__
+    loop = StepLoop(name, n_steps, keep=keep, progress=progress, start=1, advice="reduce step_size")
+    block = min(block, n_steps)
+    value_and_score = target.traced_value_and_score if compile else _eager(target)
+    fused = FusedSteps(
+        lambda carry, noise: kernel.advance(value_and_score, carry, noise), block, compile=compile, name=name
+    )
+    started = time.perf_counter()
+    bar = tqdm(total=n_steps, desc=name, disable=None if progress else True, leave=False)
+    done = 0
+    while done < n_steps:
+        size = min(block, n_steps - done)
+        draws = [kernel.draws(state.x, generator) for _ in range(size)]
+        noise = tuple(torch.stack(parts) for parts in zip(*draws, strict=True))
+        if size == block:
+            carry, states, bad = fused(_carry(state), noise)
+        else:  # the last, shorter block runs eagerly: a compiled call of another length would compile again
+            carry, states, bad = FusedSteps(fused.step, size)(_carry(state), noise)
+        if bool(bad):  # one host synchronisation per block: replay it step by step to name the step
+            for k in range(size):
+                state = kernel.step(target, state, noise=tuple(n[k] for n in noise))
+                loop.guard(state.steps, state.steps * kernel.step_size, state.x)
+            carry = _carry(state)
+        state = _from_carry(state, carry, done + size)
+        for k in range(size):
+            loop.keep(done + k + 1, states[k])
+        done += size
+        bar.update(size)
+    bar.close()
     acceptance = state.accepted.to(x0.dtype) / n_steps if state.accepted is not None else None
     settings = {name: getattr(kernel, name) for name in ("step_size", "friction") if hasattr(kernel, name)}
-    settings.update(n_steps=n_steps, burn_in=burn_in, thin=thin)
+    settings.update(n_steps=n_steps, burn_in=burn_in, thin=thin, block=block, compiled=int(fused.compiled))
+    if compile:
+        settings["seconds"] = time.perf_counter() - started
+        settings["compile_seconds"] = fused.first_call_seconds
+        if fused.fallback:
+            settings["compile_fallback"] = fused.fallback
     draws = torch.stack(loop.states, dim=1)
-    return Chains(draws, acceptance, type(kernel).__name__, settings, generator.initial_seed())
+    return Chains(draws, acceptance, name, settings, generator.initial_seed())

@@ -17,6 +17,8 @@ The kit never draws random numbers itself, so a loop moved onto it keeps the sam
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -25,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ._random import seeded_generator
 
-__all__ = ["ConvergenceError", "NonFiniteStateError", "StepLoop", "record_indices", "seeded_generator"]
+__all__ = ["ConvergenceError", "FusedSteps", "NonFiniteStateError", "StepLoop", "record_indices", "seeded_generator"]
 
 
 class ConvergenceError(RuntimeError):
@@ -147,3 +149,60 @@ class StepLoop:
         if not self.states:
             raise ValueError(f"{self.name}: nothing was recorded")
         return torch.stack(self.states), {name: torch.stack(values) for name, values in self.extras.items()}
+
+
+class FusedSteps:
+    """``block`` steps of a tensor-only step function in one call, compiled with :func:`torch.compile` when asked
+    (docs/design.md, "Compiled stepping").
+
+    ``step(carry, noise_k) -> (carry, flags)`` must do tensor arithmetic only (no ``.item()``, no Python branch on a
+    value); ``carry`` is a tuple of tensors (``None`` allowed), ``noise_k`` the step's noise (a tuple of tensors,
+    each sliced from a ``(block, ...)`` stack), ``flags`` a boolean tensor that is true where the step must not be
+    taken. One call returns ``(carry, states, bad)``: the carry after the block, the first component of the carry
+    after every step stacked ``(block, ...)``, and one boolean scalar, true when a step raised a flag or made
+    the first component non-finite. The caller reads ``bad`` once per block (the only host synchronisation) and,
+    when it is true, replays the block eagerly to name the step.
+
+    The first compiled call compiles (its time is reported by :attr:`first_call_seconds`); where compilation is
+    unavailable (no C compiler, an operation dynamo cannot trace in one graph) the block runs eagerly from then on,
+    with a :class:`RuntimeWarning` naming the reason, and :attr:`fallback` holds it.
+    """
+
+    def __init__(self, step, block: int, *, compile: bool = False, name: str = "loop"):
+        if not (isinstance(block, int) and block >= 1):
+            raise ValueError(f"block must be a positive integer; got {block!r}")
+        self.step, self.block, self.name = step, block, name
+        self.compiled: bool = bool(compile)
+        self.fallback: str | None = None
+        self.first_call_seconds: float | None = None
+        self._compiled_fn = torch.compile(self._run, fullgraph=True, dynamic=False) if compile else None
+
+    def _run(self, carry, noise):
+        firsts, bad = [], None
+        for k in range(self.block):
+            carry, flags = self.step(carry, tuple(n[k] for n in noise))
+            step_bad = flags.any() | ~torch.isfinite(carry[0]).all()
+            bad = step_bad if bad is None else bad | step_bad
+            firsts.append(carry[0])
+        return carry, torch.stack(firsts), bad
+
+    def __call__(self, carry, noise):
+        if self._compiled_fn is None:
+            return self._run(carry, noise)
+        if self.first_call_seconds is not None:
+            return self._compiled_fn(carry, noise)
+        started = time.perf_counter()
+        try:
+            out = self._compiled_fn(carry, noise)
+        except Exception as error:  # compilation failed; an error of the step itself recurs eagerly below
+            out = self._run(carry, noise)
+            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            self.compiled, self.fallback, self._compiled_fn = False, reason, None
+            warnings.warn(
+                f"{self.name}: torch.compile is unavailable here ({reason[:300]}); running the steps eagerly "
+                "(same numbers, slower)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.first_call_seconds = time.perf_counter() - started
+        return out

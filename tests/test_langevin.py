@@ -218,3 +218,109 @@ def test_a_target_with_a_joint_evaluation_uses_it_and_agrees_with_the_separate_o
     joint = target.value_and_score(x, need_value=True)
     assert torch.equal(joint[0], value) and torch.equal(joint[1], score)
     assert as_target(mixture, score=lambda y: -y).log_density_and_score is None  # an override wins
+
+
+# ---------------------------------------------------------------------- blocks, compiled steps
+KERNELS = [ULA(0.1), MALA(0.3), BAOAB(0.2, friction=1.5), OBABO(0.2, friction=0.5)]
+
+
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: type(k).__name__)
+def test_blocks_run_the_same_chain_as_single_steps(kernel):
+    # blocks draw a block's noise first, in the order single steps draw it: the same numbers, bit for bit, for any
+    # block length (7 does not divide 30: the last block is shorter)
+    runs = [
+        run_chains(kernel, _gaussian(), torch.zeros(6, 2), 30, generator=torch.Generator().manual_seed(3),
+                   burn_in=4, thin=3, progress=False, block=block)  # fmt: skip
+        for block in (1, 7, 64)
+    ]
+    for other in runs[1:]:
+        assert torch.equal(other.draws, runs[0].draws)
+        if runs[0].acceptance is not None:
+            assert torch.equal(other.acceptance, runs[0].acceptance)
+
+
+def test_ula_and_mala_are_the_hand_written_updates():
+    # the updates written out from their definitions, with the noise drawn in the documented order
+    h, g = 0.3, torch.Generator().manual_seed(0)
+    x0 = torch.tensor([[0.5, -1.0], [2.0, 0.3]], dtype=torch.float64)
+    scales = SCALES.double()
+
+    def log_density(x):
+        return -0.5 * (x / scales).pow(2).sum(dim=1)
+
+    def score(x):
+        return -x / scales**2
+
+    ula = run_chains(ULA(h), log_density, x0, 5, generator=g, progress=False, block=2).draws
+    mala = run_chains(MALA(h), log_density, x0, 5, generator=g.manual_seed(0), progress=False, block=2).draws
+    g.manual_seed(0)
+    x = x0.clone()
+    for k in range(5):
+        x = x + h * score(x) + math.sqrt(2 * h) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        assert torch.allclose(ula[:, k], x, atol=1e-12)
+    g.manual_seed(0)
+    x = x0.clone()
+    for k in range(5):
+        y = x + h * score(x) + math.sqrt(2 * h) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        u = torch.rand(2, generator=g, dtype=x.dtype)
+        log_q_forward = -((y - x - h * score(x)) ** 2).sum(1) / (4 * h)
+        log_q_backward = -((x - y - h * score(y)) ** 2).sum(1) / (4 * h)
+        accept = torch.log(u) < log_density(y) - log_density(x) + log_q_backward - log_q_forward
+        x = torch.where(accept[:, None], y, x)
+        assert torch.allclose(mala[:, k], x, atol=1e-12)
+
+
+def test_a_failure_inside_a_block_names_the_same_step_as_single_steps():
+    def diverging(block):
+        with pytest.raises(NonFiniteStateError) as error:
+            run_chains(ULA(10.0), lambda x: -(x**4).sum(1), torch.ones(5, 2), 50, progress=False, block=block)
+        return error.value.step
+
+    steps = {diverging(block) for block in (1, 3, 16, 50)}
+    assert len(steps) == 1 and 1 <= steps.pop() < 50
+
+    def broken(x):  # NaN (not -inf) beyond x_0 = 1.5: a broken target, not a support boundary
+        return torch.where(x[:, 0] > 1.5, math.nan, -0.5 * x.pow(2).sum(1))
+
+    messages = set()
+    for block in (1, 4, 32):
+        with pytest.raises(ValueError, match="MALA step") as error:
+            run_chains(MALA(0.5), broken, torch.zeros(20, 2), 200, generator=torch.Generator().manual_seed(1),
+                       progress=False, block=block)  # fmt: skip
+        messages.add(str(error.value))
+    assert len(messages) == 1
+
+
+def test_compiled_steps_fall_back_to_eager_with_a_warning(monkeypatch):
+    import interp.stepping
+
+    def unavailable(fn, **kwargs):
+        def fails(*args):
+            raise RuntimeError("no C compiler\nmore detail")
+
+        return fails
+
+    monkeypatch.setattr(interp.stepping.torch, "compile", unavailable)
+    g = torch.Generator().manual_seed(2)
+    eager = run_chains(MALA(0.3), _gaussian(), torch.zeros(4, 2), 20, generator=g, progress=False, block=5)
+    with pytest.warns(RuntimeWarning, match="torch.compile is unavailable here .RuntimeError: no C compiler."):
+        fallen = run_chains(MALA(0.3), _gaussian(), torch.zeros(4, 2), 20, generator=g.manual_seed(2),
+                            progress=False, block=5, compile=True)  # fmt: skip
+    assert torch.equal(fallen.draws, eager.draws)
+    assert fallen.settings["compiled"] == 0 and "no C compiler" in fallen.settings["compile_fallback"]
+    ds = fallen.to_xarray()
+    assert ds.attrs["compiled"] == 0 and ds.attrs["compile_seconds"] >= 0
+
+
+@pytest.mark.parametrize("kernel", [MALA(0.3), BAOAB(0.2, friction=1.5)], ids=lambda k: type(k).__name__)
+def test_compiled_blocks_give_the_eager_chain(kernel):
+    # the same noise, the same updates; fusion may round differently, so equal to 1e-10 (float64, 12 steps)
+    target = _gaussian()
+    x0 = torch.tensor([[0.5, -1.0], [2.0, 0.3], [0.0, 0.1]], dtype=torch.float64)
+    eager = run_chains(kernel, target, x0, 12, generator=torch.Generator().manual_seed(4), progress=False, block=3)
+    fused = run_chains(kernel, target, x0, 12, generator=torch.Generator().manual_seed(4), progress=False, block=3,
+                       compile=True)  # fmt: skip
+    assert fused.settings["compiled"] == 1 and "compile_fallback" not in fused.settings
+    assert torch.allclose(fused.draws, eager.draws, atol=1e-10, rtol=0)
+    if eager.acceptance is not None:
+        assert torch.equal(fused.acceptance, eager.acceptance)

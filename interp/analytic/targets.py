@@ -48,6 +48,8 @@ class Target(ABC):
         """:math:`\\nabla\\log\\rho(x)` by autograd, shape ``(batch, dim)``; differentiable in ``x`` when ``x``
         requires grad (a Jacobian or divergence of the score is then exact, never a detached zero)."""
         check_batch(x, "x", dim=self.dim)
+        if torch.compiler.is_compiling():  # compiled steps: torch.func traces in one graph, autograd.grad does not
+            return torch.func.grad(lambda y: self.log_density(y).sum())(x)
         outer = x.requires_grad and torch.is_grad_enabled()
         with autograd_on():
             xx = grad_leaf(x, keep=outer)
