@@ -165,16 +165,19 @@ def _run_fixed_steps(
     noise_device = generator.device if generator is not None else x0.device
     for i in loop.steps():
         t0, t1 = times[i], times[i + 1]
-        if solver.stochastic:
-            if brownian is not None:
-                dw = brownian.increment(t0, t1).to(x)
+        with loop.naming_earlier_failures():
+            if solver.stochastic:
+                if brownian is not None:
+                    dw = brownian.increment(t0, t1).to(x)
+                else:
+                    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=noise_device).to(x.device)
+                    dw = torch.sqrt((t1 - t0).abs()) * xi
+                x, state = solver.step(dynamics, t0, t1, x, dw, state)
             else:
-                xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=noise_device).to(x.device)
-                dw = torch.sqrt((t1 - t0).abs()) * xi
-            x, state = solver.step(dynamics, t0, t1, x, dw, state)
-        else:
-            x, state = solver.step(dynamics, t0, t1, x, state)
-        loop.guard(i, t1, x)
+                x, state = solver.step(dynamics, t0, t1, x, state)
+        # no host synchronisation per step: the flags are read every loop.check_every steps and at the end
+        loop.defer(i, t1, x)
         if loop.wants(i + 1):
             loop.keep(i + 1, x, _tracked(state))
+    loop.check()
     return loop.stacked()

@@ -17,6 +17,7 @@ The kit never draws random numbers itself, so a loop moved onto it keeps the sam
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -111,6 +112,8 @@ class StepLoop:
         self.name, self.n_steps, self.start = name, int(n_steps), int(start)
         self.kept_indices = None if keep is None else set(keep)
         self.progress, self.check_finite, self.advice = progress, check_finite, advice
+        self.check_every = 32
+        self._pending: list[tuple[int, float | Tensor, Tensor]] = []
         self.indices: list[int] = []
         self.states: list[Tensor] = []
         self.extras: dict[str, list[Tensor]] = {}
@@ -129,6 +132,43 @@ class StepLoop:
     def guard(self, step: int, time: float | Tensor, *tensors: Tensor) -> None:
         """Raise :class:`NonFiniteStateError` (step, time) if any of ``tensors`` holds a NaN or an infinity."""
         if self.check_finite and not all(bool(torch.isfinite(t).all()) for t in tensors):
+            raise NonFiniteStateError(step, float(time), f"{self.name} ({self.advice})" if self.advice else self.name)
+
+    def defer(self, step: int, time: float | Tensor, *tensors: Tensor) -> None:
+        """:meth:`guard` without a host synchronisation: the step's finiteness flag stays on the device and is read
+        with the others by :meth:`check`, every :attr:`check_every` steps (and whenever the caller calls it: at the
+        end, or when a later step raised, since a field fed a NaN state may raise its own error first)."""
+        if not self.check_finite:
+            return
+        ok = torch.isfinite(tensors[0]).all()
+        for t in tensors[1:]:
+            ok = ok & torch.isfinite(t).all()
+        self._pending.append((step, time, ok))
+        if len(self._pending) >= self.check_every:
+            self.check()
+
+    @contextlib.contextmanager
+    def naming_earlier_failures(self):
+        """Run one step: if it raises while a deferred flag is pending, a field was probably fed an earlier
+        non-finite state, so that state's :class:`NonFiniteStateError` is raised instead (chained to the error)."""
+        try:
+            yield
+        except Exception as error:
+            try:
+                self.check()
+            except NonFiniteStateError as non_finite:
+                raise non_finite from error
+            raise
+
+    def check(self) -> None:
+        """Read the deferred flags (one host synchronisation) and raise :class:`NonFiniteStateError` for the first
+        step whose state was non-finite."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        oks = torch.stack([ok for _, _, ok in pending])
+        if not bool(oks.all()):
+            step, time, _ = pending[int(torch.nonzero(~oks)[0])]
             raise NonFiniteStateError(step, float(time), f"{self.name} ({self.advice})" if self.advice else self.name)
 
     def wants(self, index: int) -> bool:

@@ -142,7 +142,8 @@ def superpose(
     noise_device = generator.device
     for i in loop.steps():
         t, h = times[i], times[i + 1] - times[i]
-        s = torch.stack([score(t, x) for score in scores])  # (M, batch, ...)
+        with loop.naming_earlier_failures():
+            s = torch.stack([score(t, x) for score in scores])  # (M, batch, ...)
         nfe += m
         if s.shape[1:] != x.shape:
             raise ValueError(f"a score returned {tuple(s.shape[1:])} for a state of shape {tuple(x.shape)}")
@@ -161,8 +162,9 @@ def superpose(
         rate = torch.stack([gaussian_base_rate(x, s[k], f, d) for k in range(m)], -1)
         ell = ell + torch.stack([flat_dot(s[k], dx) for k in range(m)], -1) + h * rate
         x = x + dx
-        loop.guard(i, times[i + 1], x, ell)
+        loop.defer(i, times[i + 1], x, ell)  # read every loop.check_every steps: no host sync per step
         loop.keep(i + 1, x, {"log_density": ell, "kappa": kappa})
+    loop.check()
     states, extras = loop.stacked()
     return Trajectory(
         times=grid[loop.indices].clone(),

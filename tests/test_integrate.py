@@ -81,6 +81,29 @@ def test_non_finite_state_names_step_and_time():
     assert info.value.step == 0 and abs(info.value.time - 0.2) < 1e-12
 
 
+@pytest.mark.parametrize("steps", [10, 100])  # the failure inside the first block of flags, and in a later one
+def test_deferred_flags_name_the_first_non_finite_step(steps):
+    # The driver reads its finiteness flags once per block of steps, not per step. A field turning NaN after
+    # t = 0.55 is named at the step it did so, both when the field keeps computing on the NaN state and when, as
+    # the analytic fields do, it refuses a non-finite input with its own error.
+    def nan_after(t, x):
+        return torch.where(t > 0.55, torch.nan, -x)
+
+    def refusing(t, x):
+        if not torch.isfinite(x).all():
+            raise ValueError("x must be finite")
+        return nan_after(t, x)
+
+    grid = grids.uniform(steps)
+    first = int(torch.nonzero(grid[:-1] > 0.55)[0])  # Euler's step from grid[first] is the first to use a NaN
+    for field in (nan_after, refusing):
+        with pytest.raises(NonFiniteStateError) as info:
+            integrate(field, torch.ones(3, 2), grid, Euler(), record=True, progress=False)
+        assert info.value.step == first and info.value.time == pytest.approx(float(grid[first + 1]))
+        if field is refusing and first < steps - 1:
+            assert isinstance(info.value.__cause__, ValueError)
+
+
 def test_bad_input():
     field = lambda t, x: -x  # noqa: E731
     with pytest.raises(ValueError, match="finite"):
