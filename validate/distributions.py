@@ -3,12 +3,16 @@ samples of rho at the start and compare the samples with the closed-form margina
 
 Budget (stated, not tuned per case): with ``R`` independent groups of ``n`` particles,
 * sliced W2 and MMD: the mean over groups of metric(samples, fresh exact sample) must stay within
-  ``RATIO`` times the Monte-Carlo floor, the mean over ``2R`` pairs of independent exact samples of size ``n``.
-  Measured with exact samples on both sides (40 trials, n = 1000, R = 4, 2D ring and 8D mixture), this
-  ratio has median 1.0, 90% quantile 1.2-1.3 and maximum 1.64, so ``RATIO = 2`` leaves room for chance
-  while a wrong drift or noise (ratios of 5-50) fails;
+  ``RATIOS[metric]`` times the Monte-Carlo floor, the mean over ``2R`` pairs of independent exact samples of size
+  ``n``. Calibrated on the quick tier, seeds 0-19 (1440 ratios of exact-field samplers, n = 1000, R = 4): median
+  0.99 (the samplers add no visible bias), 99 % quantile 1.62; the largest per metric were 1.66 (sliced W2) and 2.37
+  (MMD, seed 18, at vp t = 0.999 for the ODE and the SDE alike: one unlucky exact reference shared by both). Each
+  budget is 1.25x that largest value: 2.1 and 3.0. The former single budget of 2 (set on 40 trials of exact samples
+  on both sides, maximum 1.64) failed seed 18. A wrong drift or noise gives ratios of 5-50, a first-order error in a
+  second-order solver's weight 2.4 (sliced W2) and 4.1 (MMD);
 * mean exact log-density of the samples: |mean log rho_t(X) - E log rho_t| within ``Z_MAX`` standard errors,
-  with E log rho_t from a large exact sample. A biased sampler shifts this mean; its noise is known exactly.
+  with E log rho_t from a large exact sample. A biased sampler shifts this mean; its noise is known exactly. Over
+  the same 20 seeds the largest z was 3.66 (99 % quantile 2.68).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from interp.solvers import RK4, EulerMaruyama
 
 from .cases import exact_marginals
 
-RATIO = 2.0
+RATIOS = {"sliced_w2": 2.1, "mmd": 3.0}
 Z_MAX = 4.0
 CHECK_TIMES = (0.25, 0.5, 0.75)
 
@@ -74,7 +78,7 @@ def compare_samples(
     records = []
     for name, metric in _metrics(generator, ref.bandwidth).items():
         value = sum(metric(x, y) for x, y in zip(groups, ref.fresh, strict=False)) / len(groups)
-        records.append(check(suite, suite_case, method, f"{name}/floor@{label}", value / ref.floor[name], RATIO))
+        records.append(check(suite, suite_case, method, f"{name}/floor@{label}", value / ref.floor[name], RATIOS[name]))
     log_density = ref.marginal.log_density(samples)
     se = math.sqrt(ref.log_density_var / samples.shape[0] + ref.log_density_var / 100_000)
     z = abs(float(log_density.mean()) - ref.log_density_mean) / se
@@ -84,8 +88,7 @@ def compare_samples(
 
 QUICK = dict(dims=(2,), noise_scales=(1.0,), presets=("flow", "linear-brownian", "vp"))
 """The quick tier: three presets (one-sided linear, two-sided with latent noise, VP) in 2D, the ODE, the forward and
-the backward SDE at ε = 1, at full size (the 2× budget was set on 4 groups of 1000; with 2 groups of 500 the null
-ratio reaches 2.2 on seed 1)."""
+the backward SDE at ε = 1, at full size (the budgets were calibrated on 4 groups of 1000, this size)."""
 FULL = dict(dims=(2, 8, 16))
 """The full tier: today's 2D and 8D cases (same draws as before the tiers existed), then 16D."""
 

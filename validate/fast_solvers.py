@@ -11,7 +11,7 @@
   flattening near 1e-7; they are not checked.)
 * **NFE 10.** DPM-Solver++ 2M, UniPC-2 and DEIS tAB-3 with their default warm start and final rules on a
   log-SNR grid, and DPM-Solver++ 2M on a grid searched on 256 pilot points, on 2D and 16D mixtures: sliced W2 and
-  MMD to fresh exact samples of rho(0.999) within ``distributions.RATIO`` times the Monte-Carlo floor; for the
+  MMD to fresh exact samples of rho(0.999) within ``distributions.RATIOS`` times the Monte-Carlo floor; for the
   searched grid in 2D also the exact log-density of the samples (z-score, as the distribution suite).
 * **SDE-DPM-Solver++ 2M** (50 steps, 2D): the same distribution checks.
 """
