@@ -3,14 +3,18 @@
 Targets: Neal's funnel in 10 dimensions (scale 3) and a 50-dimensional mixture of four isotropic Gaussians. Both
 sides run 64 and then 1024 chains (``CHAIN_COUNTS``) for ``STEPS`` steps of MALA at the same step size from the same
 starting points in float64 (BlackJAX under ``jax_enable_x64``, vmapped and jit-compiled with ``lax.scan``; ours
-batched in torch); the first ``BURN_IN`` steps are dropped. Each side runs once untimed first (JAX compiles then).
+batched in torch, eager and compiled: ``run_chains(..., compile=True)`` in blocks of ``BLOCK`` steps); the first
+``BURN_IN`` steps are dropped. Each side runs once untimed first (both compile then).
 ESS is ArviZ's bulk ESS over the chains for each coordinate, the minimum over coordinates taken; ESS/s divides it by
 the timed run's wall time. BlackJAX has no BAOAB, so interp's BAOAB is recorded against BlackJAX's MALA (labelled as
 such: a different algorithm, for scale) on the mixture only: in the scale-3 funnel, chains started at exact draws
 reach v ≈ ±10, where the force is stiff as e^10 and BAOAB diverges at any usable step (MALA rejects those moves).
 
-Recorded per target: ESS/s (higher is better), min ESS (higher; the same algorithm should give the same ESS up to
-noise, which checks that the two sides run the same chain), and wall seconds (lower).
+Recorded per target: ESS/s at steady state, eager and compiled (higher is better), min ESS (higher; the same
+algorithm should give the same ESS up to noise, which checks that the two sides run the same chain), wall seconds
+(lower), each side's compile seconds (its first call less its timed run), and ESS/s including compilation for a run
+of ``LONG`` steps (measured, every ``THIN``-th draw kept) and of 10 × ``LONG`` (projected from it: at stationarity ESS
+and run time grow in proportion, compilation does not).
 
 Peers: ``pip install blackjax arviz`` (BlackJAX pulls jax and jaxlib for CPU).
 """
@@ -28,6 +32,8 @@ from interp.langevin import BAOAB, MALA, LangevinTarget, run_chains
 from interp.records import BenchRecord, compare
 
 CHAIN_COUNTS, STEPS, BURN_IN = (64, 1024), 2000, 500  # 1024: the per-step overhead spread over many chains
+LONG, THIN = 10_000, 10  # the run timed with its compilation
+BLOCK = 8  # steps per compiled call (longer blocks compile for minutes and run no faster)
 
 
 def _mixture_50d(seed: int) -> GaussianMixture:
@@ -85,21 +91,30 @@ def _min_ess(draws: np.ndarray) -> float:
     return float(min(arviz.ess(np.ascontiguousarray(draws[:, :, d])) for d in range(draws.shape[2])))
 
 
-def _ours(kernel, target, x0, seed):
-    run_chains(kernel, target, x0, 50, generator=torch.Generator().manual_seed(seed + 1), progress=False)  # warm-up
+def _ours(kernel, target, x0, seed, *, steps=None, compile=False, thin=1):
+    """(draws after burn-in, seconds of the timed run, acceptance, compile seconds or None). Compiled: the first
+    run, of the same block length, pays the compilation; its time is the compile estimate."""
+    steps = steps or STEPS
+    warm = run_chains(kernel, target, x0, 2 * BLOCK, generator=torch.Generator().manual_seed(seed + 1),
+                      progress=False, block=BLOCK, compile=compile)  # fmt: skip
+    compile_seconds = warm.settings.get("compile_seconds") if compile else None
     started = time.perf_counter()
-    out = run_chains(kernel, target, x0, STEPS, generator=torch.Generator().manual_seed(seed), burn_in=BURN_IN,
-                     progress=False)  # fmt: skip
+    out = run_chains(kernel, target, x0, steps, generator=torch.Generator().manual_seed(seed), burn_in=BURN_IN,
+                     thin=thin, progress=False, block=BLOCK, compile=compile)  # fmt: skip
     seconds = time.perf_counter() - started
     acceptance = float(out.acceptance.mean()) if out.acceptance is not None else math.nan
-    return out.draws.numpy(), seconds, acceptance
+    return out.draws.numpy(), seconds, acceptance, compile_seconds
 
 
-def _blackjax(log_density, step_size, x0, seed):
+def _blackjax(log_density, step_size, x0, seed, *, steps=None, thin=1):
+    """(draws after burn-in, seconds of the timed run, acceptance, seconds of the first call less the timed run:
+    the jit compilation). Thinned runs keep every ``thin``-th state inside the scan."""
     import blackjax
     import jax
 
+    steps = steps or STEPS
     mala = blackjax.mala(log_density, step_size)
+    n_keep = steps // thin
 
     @jax.jit
     def run(key, positions):
@@ -107,18 +122,24 @@ def _blackjax(log_density, step_size, x0, seed):
 
         def one(state, key):
             state, info = jax.vmap(mala.step)(jax.random.split(key, positions.shape[0]), state)
-            return state, (state.position, info.is_accepted)
+            return state, info.is_accepted
 
-        _, (trace, accepted) = jax.lax.scan(one, state, jax.random.split(key, STEPS))
+        def kept(state, key):
+            state, accepted = jax.lax.scan(one, state, jax.random.split(key, thin))
+            return state, (state.position, accepted)
+
+        _, (trace, accepted) = jax.lax.scan(kept, state, jax.random.split(key, n_keep))
         return trace, accepted
 
     positions = jax.numpy.asarray(x0.numpy())
-    jax.block_until_ready(run(jax.random.PRNGKey(seed + 1), positions))  # compile
+    started = time.perf_counter()
+    jax.block_until_ready(run(jax.random.PRNGKey(seed + 1), positions))  # compiles, then runs
+    first = time.perf_counter() - started
     started = time.perf_counter()
     trace, accepted = jax.block_until_ready(run(jax.random.PRNGKey(seed), positions))
     seconds = time.perf_counter() - started
-    draws = np.swapaxes(np.asarray(trace), 0, 1)[:, BURN_IN:]  # (chain, draw, dim)
-    return draws, seconds, float(np.asarray(accepted).mean())
+    draws = np.swapaxes(np.asarray(trace), 0, 1)[:, BURN_IN // thin :]  # (chain, draw, dim)
+    return draws, seconds, float(np.asarray(accepted).mean()), max(first - seconds, 0.0)
 
 
 def run(seed: int = 0) -> list[BenchRecord]:
@@ -150,21 +171,37 @@ def _case(name, target, step, baoab_step, chains, peer, seed) -> list[BenchRecor
         assert np.allclose(_torch_isotropic_mixture(target).log_density(x0).numpy(), mine_check, rtol=1e-10)
     if not np.allclose(check, mine_check, rtol=1e-10, atol=1e-8):
         raise AssertionError(f"{name}: the peer's log-density differs from interp's")
-    theirs, peer_seconds, peer_acceptance = _blackjax(log_density, step, x0, seed)
-    peer_ess = _min_ess(theirs)
     ours = _torch_isotropic_mixture(target) if isinstance(target, GaussianMixture) else target
-    mine, seconds, acceptance = _ours(MALA(step), ours, x0, seed)
-    ess = _min_ess(mine)
+    theirs, peer_seconds, peer_acceptance, _ = _blackjax(log_density, step, x0, seed)
+    peer_ess = _min_ess(theirs)
+    eager, seconds, acceptance, _ = _ours(MALA(step), ours, x0, seed)
+    fused, fused_seconds, _, _ = _ours(MALA(step), ours, x0, seed, compile=True)
     label = f"{name}: MALA h={step:g}"
-    print(f"{label}: acceptance ours {acceptance:.3f}, peer {peer_acceptance:.3f}")
+    print(f"{label}: acceptance ours {acceptance:.3f}, peer {peer_acceptance:.3f}", flush=True)
+    ess, fused_ess, peer_rate = _min_ess(eager), _min_ess(fused), peer_ess / peer_seconds
     records = [
-        compare("langevin", label, "ESS/s (min over dims)", ess / seconds, peer, peer_ess / peer_seconds, "higher"),
+        compare("langevin", label, "ESS/s (min over dims)", ess / seconds, peer, peer_rate, "higher"),
+        compare("langevin", label, "ESS/s, compiled", fused_ess / fused_seconds, peer, peer_rate, "higher"),
+        compare("langevin", label, "min ESS, compiled", fused_ess, peer, peer_ess, "higher"),
         compare("langevin", label, "min ESS", ess, peer, peer_ess, "higher"),
         compare("langevin", label, "seconds", seconds, peer, peer_seconds, "lower"),
     ]
+    # Including compilation: a fresh process compiles once, then runs LONG steps (every THIN-th draw kept). The
+    # compile seconds are each side's first call less its timed run; 10x LONG is projected (ESS and run time grow
+    # in proportion for a chain at stationarity; compilation does not).
+    theirs, peer_seconds, _, peer_compile = _blackjax(log_density, step, x0, seed, steps=LONG, thin=THIN)
+    mine, seconds, _, compile_seconds = _ours(MALA(step), ours, x0, seed, steps=LONG, compile=True, thin=THIN)
+    peer_ess, ess = _min_ess(theirs), _min_ess(mine)
+    records.append(compare("langevin", label, "compile seconds", compile_seconds, peer, peer_compile, "lower"))
+    for factor, what in ((1, f"{LONG:.0e} steps"), (10, f"{10 * LONG:.0e} steps, projected")):
+        records.append(
+            compare("langevin", label, f"ESS/s incl. compilation, {what}",
+                    factor * ess / (compile_seconds + factor * seconds), peer,
+                    factor * peer_ess / (peer_compile + factor * peer_seconds), "higher")  # fmt: skip
+        )
     if baoab_step is not None:
-        baoab, baoab_seconds, _ = _ours(BAOAB(baoab_step), ours, x0, seed)
-        label = f"{name}: interp BAOAB h={baoab_step:g} vs peer MALA h={step:g}"
+        baoab, baoab_seconds, _, _ = _ours(BAOAB(baoab_step), ours, x0, seed, compile=True)
+        label = f"{name}: interp BAOAB h={baoab_step:g} (compiled) vs peer MALA h={step:g}"
         records.append(compare("langevin", label, "ESS/s (min over dims)", _min_ess(baoab) / baoab_seconds, peer,
-                               peer_ess / peer_seconds, "higher"))  # fmt: skip
+                               peer_rate, "higher"))  # fmt: skip
     return records
