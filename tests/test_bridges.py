@@ -212,6 +212,33 @@ def test_flow_score_loss_is_minimised_by_the_exact_fields_among_perturbations():
     assert base < float(loss(exact(0.1), x0, x1, t=t, z=z))
     assert base < float(loss(exact(-0.1), x0, x1, t=t, z=z))
 
+    def scaled_score(factor):  # the score term: its minimiser is the exact score, not a multiple of it
+        def model(tt, x):
+            flow, score = exact(0.0)(tt, x)
+            return torch.stack([flow, factor * score])
+
+        return model
+
+    assert base < float(loss(scaled_score(1.1), x0, x1, t=t, z=z))
+    assert base < float(loss(scaled_score(0.9), x0, x1, t=t, z=z))
+
+
+def test_flow_score_loss_is_the_written_out_objective():
+    # Brownian bridge with noise sigma: x_t = (1-t) x0 + t x1 + gamma z, gamma = sigma sqrt(t(1-t)); the flow
+    # target is x1 - x0 + gamma' z, gamma' = sigma (1 - 2t) / (2 sqrt(t(1-t))); the score target -z / gamma.
+    sigma, weight = 0.7, 0.3
+    g = torch.Generator().manual_seed(1)
+    x0, x1, z = (torch.randn(5, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    t = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
+    flow_out, score_out = torch.randn(2, 5, 3, generator=g, dtype=torch.float64)
+    loss = FlowScoreLoss(sigma, score_weight=weight)
+    value = loss(lambda tt, x: torch.stack([flow_out, score_out]), x0, x1, t=t, z=z)
+    root = torch.sqrt(t * (1 - t))[:, None]
+    gamma, gamma_dot = sigma * root, sigma * (1 - 2 * t[:, None]) / (2 * root)
+    flow_target = x1 - x0 + gamma_dot * z
+    expected = ((flow_out - flow_target) ** 2).mean(1) + weight * ((gamma * score_out + z) ** 2).mean(1)
+    assert torch.allclose(value, expected.mean(), atol=1e-12, rtol=0)
+
 
 def _bridge_score(sb, t, x):
     out = torch.empty_like(x)
