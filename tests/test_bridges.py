@@ -72,6 +72,20 @@ def test_linear_reference_plan_has_the_reference_transition_in_its_precision():
     for t, (mean, cov) in ((0.0, (a, A)), (1.0, (b, B))):
         mu, sigma = sb.marginal(t)
         assert torch.allclose(mu, mean, atol=1e-10) and torch.allclose(sigma, cov, atol=1e-10)
+    # The reference's transition over [0, 1] from its definition dX = (m X + c) dt + sqrt(eps) dW, m not symmetric:
+    # Phi_1 = e^m, r_1 = m^-1 (e^m - I) c, V_1 = eps int_0^1 e^{ms} e^{m^T s} ds (Simpson, 2001 points)
+    m64, c64 = m.double(), torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+    sb64 = GaussianBridge(a.double(), A.double(), b.double(), B.double(), 0.7, drift_matrix=m64, drift_offset=c64)
+    e = torch.linalg.matrix_exp(m64)
+    assert torch.allclose(sb64.phi1, e, atol=1e-12)
+    assert torch.allclose(sb64.r1, torch.linalg.solve(m64, (e - torch.eye(3, dtype=torch.float64)) @ c64), atol=1e-12)
+    s = torch.linspace(0, 1, 2001, dtype=torch.float64)
+    flows = torch.linalg.matrix_exp(s[:, None, None] * m64)
+    integrand = flows @ flows.transpose(-1, -2)
+    simpson = torch.ones(2001, dtype=torch.float64)
+    simpson[1:-1:2], simpson[2:-1:2] = 4.0, 2.0
+    v1 = 0.7 * (simpson[:, None, None] * integrand).sum(0) / (3 * 2000)
+    assert torch.allclose(sb64.v1, v1, atol=1e-10)
     # OU reference by a float: M = -lambda I
     ou = GaussianBridge(a, A, b, B, 0.7, drift_matrix=-1.5)
     assert torch.allclose(ou.phi1, math.exp(-1.5) * torch.eye(3), atol=1e-12)
