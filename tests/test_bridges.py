@@ -53,6 +53,19 @@ def test_one_dimensional_sanity_value():
     assert abs(float(sb.cross_covariance) - GOLDEN) < 1e-12
 
 
+def test_brownian_plan_cross_covariance_closed_forms():
+    from interp.bridges.gaussian import brownian_plan_cross_covariance
+
+    # 1D: C = (sqrt(4 A B + eps^2) - eps) / 2, here A = 2, B = 3, eps = 0.5
+    one = brownian_plan_cross_covariance(torch.tensor([[2.0]], dtype=torch.float64),
+                                         torch.tensor([[3.0]], dtype=torch.float64), 0.5)  # fmt: skip
+    assert abs(float(one) - (math.sqrt(24.25) - 0.5) / 2) < 1e-12
+    # 3D: the same plan as the bridge's (whose product form is checked below), for non-commuting A and B
+    a, A, b, B = _case()
+    sb = GaussianBridge(a, A, b, B, 0.3)
+    assert torch.allclose(brownian_plan_cross_covariance(A, B, 0.3), sb.cross_covariance, atol=1e-5)
+
+
 @pytest.mark.parametrize("epsilon", [0.1, 1.0, 10.0])
 def test_plan_has_the_schrodinger_product_form(epsilon):
     """pi = phi(x0) psi(x1) exp(-|x0-x1|^2 / 2 eps): the joint precision's off-diagonal block is -I/eps."""
@@ -116,10 +129,12 @@ def test_marginals_and_drift_match_the_algorithms_formulas(epsilon):
         assert torch.allclose(sb.drift(t, x), expected, atol=1e-8)
 
 
-def test_moment_equations_hold_for_a_linear_reference():
+@pytest.mark.parametrize("drift_matrix", ["ou", "non-symmetric"])
+def test_moment_equations_hold_for_a_linear_reference(drift_matrix):
     """d mu/dt = f(t, mu) and d Sigma/dt = F Sigma + Sigma F^T + eps I (Fokker-Planck for a Gaussian process)."""
     a, A, b, B = _case(seed=3)
-    sb = GaussianBridge(a, A, b, B, 0.5, drift_matrix=-0.8, drift_offset=torch.ones(3))
+    m = -0.8 if drift_matrix == "ou" else torch.tensor([[-0.5, 0.3, 0.0], [0.1, -1.0, 0.2], [0.0, 0.4, -0.2]])
+    sb = GaussianBridge(a, A, b, B, 0.5, drift_matrix=m, drift_offset=torch.ones(3))
     t, h = 0.4, 1e-5
     jac = torch.func.jacrev(lambda z: sb.drift(t, z[None])[0])(torch.zeros(3))
     d_sigma = (sb.marginal(t + h)[1] - sb.marginal(t - h)[1]) / (2 * h)
