@@ -100,6 +100,11 @@ def test_ode_likelihood_matches_closed_form_both_directions():
     unanchored = ode_log_density(exact.velocity, data, grid, RK4(), progress=False)
     change = unanchored.extras["log_density_change"]
     assert torch.allclose(change[-1], traj.log_density[-1] - traj.log_density[0], atol=1e-10)
+    # the result describes its run: recorded times, grid, solver, evaluations (RK4: 4 per step), route
+    assert torch.equal(forward.times, grids.uniform(60)[[0, -1]]) and torch.equal(forward.grid, grids.uniform(60))
+    assert (forward.solver, forward.nfe, forward.seed) == ("rk4", 240, None)
+    assert forward.attrs["route"] == "ode" and forward.attrs["divergence"] == "exact"
+    assert set(forward.extras) == {"log_density"}  # one probe or the exact trace: no standard error
 
 
 def test_ode_likelihood_through_torchdiffeq():
