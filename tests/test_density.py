@@ -135,7 +135,7 @@ def test_hutchinson_probes_are_fixed_per_path_and_seeded():
         for _ in range(2)
     ]
     assert torch.equal(runs[0].log_density, runs[1].log_density)
-    assert runs[0].seed == 5 and runs[0].attrs["n_probes"] == 3
+    assert runs[0].seed == 5 and runs[0].attrs["n_probes"] == 3 and runs[0].attrs["probe"] == "gaussian"
     se = runs[0].extras["log_density_se"][0]
     assert (se > 0).all()
     exact_trace = log_likelihood(exact.velocity, data, exact.rho0.log_density, grid, progress=False)
