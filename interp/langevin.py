@@ -547,10 +547,13 @@ def run_chains(
         else:  # the last, shorter block runs eagerly: a compiled call of another length would compile again
             carry, states, bad = FusedSteps(fused.step, size)(_carry(state), noise)
         if bool(bad):  # one host synchronisation per block: replay it step by step to name the step
+            replayed = []
             for k in range(size):
                 state = kernel.step(target, state, noise=tuple(n[k] for n in noise))
                 loop.guard(state.steps, state.steps * kernel.step_size, state.x)
-            carry = _carry(state)
+                replayed.append(state.x)
+            # not raised (a compiled block can round differently from eager): the eager replay is the chain
+            carry, states = _carry(state), torch.stack(replayed)
         state = _from_carry(state, carry, done + size)
         for k in range(size):
             loop.keep(done + k + 1, states[k])
