@@ -117,6 +117,7 @@ def _join(parts: list, seed: int, shards: int):
     if isinstance(first, Trajectory):
         extras = {k[len("extra:") :]: v for k, v in joined.items() if k.startswith("extra:")}
         attrs = dict(first.attrs, shards=shards)
+        seed = None if first.seed is None else seed  # a deterministic solve records no seed (docs/design.md)
         return dataclasses.replace(first, states=joined["states"], extras=extras, seed=seed, attrs=attrs,
                                    nfe=max(p.nfe for p in parts))  # fmt: skip
     settings = dict(first.settings, shards=shards)

@@ -25,10 +25,12 @@ def _sde():
 
 def _samplers():
     return {
-        "trajectory": lambda x, g: integrate(_sde(), x, grids.uniform(20), EulerMaruyama(), generator=g,
-                                             record=True, progress=False),  # fmt: skip
-        "chains": lambda x, g: run_chains(MALA(0.2), lambda y: -0.5 * (y**2).sum(1), x, 30, generator=g,
-                                          progress=False, block=8),  # fmt: skip
+        "trajectory": lambda x, g: integrate(
+            _sde(), x, grids.uniform(20), EulerMaruyama(), generator=g, record=True, progress=False
+        ),  # fmt: skip
+        "chains": lambda x, g: run_chains(
+            MALA(0.2), lambda y: -0.5 * (y**2).sum(1), x, 30, generator=g, progress=False, block=8
+        ),  # fmt: skip
         "tensor": lambda x, g: x + torch.randn(x.shape, generator=g, dtype=x.dtype),
     }
 
@@ -91,6 +93,13 @@ def test_sharded_refuses_what_it_cannot_split():
         sharded(fn, _x0(), seed=0, shards=0)
     with pytest.raises(ValueError, match="cannot join"):
         sharded(lambda x, g: float(x.sum()), _x0(), seed=0)
+    from interp.solvers import RK4
+
+    def solve(x, g=None):
+        return integrate(lambda t, y: -y, x, grids.uniform(4), RK4(), progress=False)
+
+    ode = sharded(solve, _x0(), seed=3, shards=2)  # deterministic rows: the same as one solve of all of them
+    assert ode.seed is None and torch.allclose(ode.states, solve(_x0()).states, atol=1e-15)
     weighted = _samplers()["trajectory"](_x0(), torch.Generator().manual_seed(0))
     weighted.series["ess"] = torch.ones(21)
     with pytest.raises(ValueError, match="Feynman-Kac"):
