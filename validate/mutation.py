@@ -36,7 +36,7 @@ import time
 import tokenize
 from pathlib import Path
 
-from interp.cli import Parser, StagedOutputs, output_dir, output_file, positive_int
+from interp.cli import Parser, StagedOutputs, output_dir, output_file, positive_float, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["tests/test_bad_input.py"]
@@ -65,7 +65,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {  # modules mutated, test file
 _ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
-def _config(modules: list[str], tests: list[str]) -> str:
+def _config(modules: list[str], tests: list[str], timeout_multiplier: float = 15.0) -> str:
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["interp"]\n'
@@ -76,6 +76,8 @@ def _config(modules: list[str], tests: list[str]) -> str:
         # torch's thread pool does not survive a fork from a process that has used it: mutmut's fork server
         # keeps the forking process free of torch work.
         'process_isolation = "forkserver"\n'
+        # a mutant is stopped after 2 x this x (the covering tests' time + 1 s) of CPU time (mutmut's default 15)
+        f"timeout_multiplier = {float(timeout_multiplier)}\n"
     )
 
 
@@ -122,13 +124,13 @@ def classify(diff: str, source: str) -> str:
     return "number"
 
 
-def run_group(name: str, work: Path, *, max_children: int, limit: int) -> dict:
+def run_group(name: str, work: Path, *, max_children: int, limit: int, timeout_multiplier: float = 15.0) -> dict:
     modules, tests = GROUPS[name]
     folder = work / name
     shutil.rmtree(folder, ignore_errors=True)
     _checkout(folder)
     with open(folder / "pyproject.toml", "a") as f:
-        f.write(_config(modules, tests))
+        f.write(_config(modules, tests, timeout_multiplier))
     started = time.time()
     with open(folder / "mutmut.log", "w") as log:
         try:
@@ -187,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=positive_int, default=2)
     parser.add_argument("--limit", type=positive_int, default=7200, help="seconds per group at most")
     parser.add_argument(
+        "--timeout-multiplier", type=positive_float, default=15.0,
+        help="mutmut's CPU-time limit per mutant, as a multiple of its covering tests' time (default 15)",
+    )  # fmt: skip
+    parser.add_argument(
         "--summarise", action="store_true", help="do not run: summarise the runs already in --work again"
     )
     args = parser.parse_args(argv)
@@ -206,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"no run of group {name} in {args.work}")
             summary = summarise(name, Path(args.work))
         else:
-            summary = run_group(name, Path(args.work), max_children=args.max_children, limit=args.limit)
+            summary = run_group(name, Path(args.work), max_children=args.max_children, limit=args.limit,
+                                timeout_multiplier=args.timeout_multiplier)  # fmt: skip
         summaries.append(summary)
         rate = summary["number_survival_rate"]
         print(
