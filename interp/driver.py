@@ -11,10 +11,13 @@ recorded with the states, into ``Trajectory.extras``.
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ._checks import check_batch
 from .brownian import BrownianPath
@@ -22,7 +25,7 @@ from .dynamics import SDE
 from .grids import check_grid
 from .results import Trajectory
 from .solvers.base import Solver, init_state
-from .stepping import NonFiniteStateError, StepLoop, record_indices, seeded_generator
+from .stepping import FusedSteps, NonFiniteStateError, StepLoop, record_indices, seeded_generator
 
 __all__ = ["NonFiniteStateError", "integrate"]
 
@@ -77,6 +80,8 @@ def integrate(
     record: bool | Sequence[float] = False,
     progress: bool = True,
     check_finite: bool = True,
+    compile: bool = False,
+    block: int = 8,
 ) -> Trajectory:
     """Integrate ``dynamics`` from ``x0`` over ``grid`` with ``solver``.
 
@@ -92,6 +97,14 @@ def integrate(
         progress: show a tqdm bar over the steps of a fixed-step solver (auto-disabled when output is not a
             terminal; adaptive solvers step inside their library).
         check_finite: raise :class:`NonFiniteStateError` at the first non-finite state.
+        compile: run the steps compiled (:func:`torch.compile`; docs/design.md, "Compiled stepping"). A solver
+            whose step keeps no state (Euler … RK4, Euler–Maruyama, stochastic Heun) runs ``block`` steps per
+            compiled call, with the finiteness flags read once per block; any other fixed-step solver keeps its
+            Python step and has the field compiled. The first step runs eagerly (it checks the field's output
+            shape). Same numbers as eager up to floating-point rounding; the compilation time is reported in
+            ``attrs["compile_seconds"]``, the mode in ``attrs["compiled"]`` (``"blocks"``, ``"field"``, or
+            ``"none"`` after a fallback, whose reason is in ``attrs["compile_fallback"]``).
+        block: steps per compiled call (blocks mode).
 
     Returns:
         :class:`~interp.results.Trajectory` with ``times``, ``states``, ``nfe``, ``solver``, ``grid``, ``seed``.
@@ -101,6 +114,10 @@ def integrate(
     """
     if not isinstance(solver, Solver):
         raise TypeError(f"solver must be an interp solver, got {type(solver).__name__}")
+    if not (isinstance(block, int) and not isinstance(block, bool) and block >= 1):
+        raise ValueError(f"block must be a positive integer; got {block!r}")
+    if compile and solver.adaptive:
+        raise ValueError(f"compile=True runs fixed-step solvers; {solver.name} steps inside its own library")
     check_batch(x0, "x0")
     grid = check_grid(grid)
     solver.check_dynamics(dynamics)
@@ -134,9 +151,12 @@ def integrate(
         recorded = states[indices]
         extras = {}
     else:
-        recorded, extras = _run_fixed_steps(
-            dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite
+        recorded, extras, compiled = _run_fixed_steps(
+            dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite, compile, block
         )
+        if compile:
+            counted.calls += compiled.pop("uncounted_nfe", 0)
+            attrs.update({k: v for k, v in compiled.items() if v is not None})
     return Trajectory(
         times=grid[indices].clone(),
         states=recorded,
@@ -155,29 +175,134 @@ def _tracked(state) -> dict[str, Tensor]:
 
 
 def _run_fixed_steps(
-    dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite
-) -> tuple[Tensor, dict[str, Tensor]]:
+    dynamics, x0, times, solver, generator, brownian, indices, progress, check_finite, compile=False, block=8
+) -> tuple[Tensor, dict[str, Tensor], dict]:
     n_steps = times.shape[0] - 1
     loop = StepLoop(solver.name, n_steps, keep=indices, progress=progress, check_finite=check_finite)
     x = x0
     state = init_state(solver, dynamics, times[0], x0, times)
     loop.keep(0, x0, _tracked(state))
     noise_device = generator.device if generator is not None else x0.device
-    for i in loop.steps():
+
+    def increment(i: int, x: Tensor) -> Tensor:  # the Brownian increment of step i, drawn as the eager loop draws it
         t0, t1 = times[i], times[i + 1]
+        if brownian is not None:
+            return brownian.increment(t0, t1).to(x)
+        xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=noise_device).to(x.device)
+        return torch.sqrt((t1 - t0).abs()) * xi
+
+    def step(dynamics, i: int, x: Tensor, state, dw: Tensor | None = None):
+        t0, t1 = times[i], times[i + 1]
+        if solver.stochastic:
+            return solver.step(dynamics, t0, t1, x, increment(i, x) if dw is None else dw, state)
+        return solver.step(dynamics, t0, t1, x, state)
+
+    info: dict = {}
+    if compile and not (getattr(solver, "stateless", False) and state is None):
+        info = {"compiled": "field"}
+        dynamics = _compile_field(dynamics, solver.name, info)
+    elif compile:
+        info = {"compiled": "blocks", "block": block}
+        return (*_run_blocks(dynamics, x0, times, solver, step, increment, loop, block, info), info)
+    for i in loop.steps():
         with loop.naming_earlier_failures():
-            if solver.stochastic:
-                if brownian is not None:
-                    dw = brownian.increment(t0, t1).to(x)
-                else:
-                    xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=noise_device).to(x.device)
-                    dw = torch.sqrt((t1 - t0).abs()) * xi
-                x, state = solver.step(dynamics, t0, t1, x, dw, state)
-            else:
-                x, state = solver.step(dynamics, t0, t1, x, state)
+            x, state = step(dynamics, i, x, state)
         # no host synchronisation per step: the flags are read every loop.check_every steps and at the end
-        loop.defer(i, t1, x)
+        loop.defer(i, times[i + 1], x)
         if loop.wants(i + 1):
             loop.keep(i + 1, x, _tracked(state))
     loop.check()
+    if info.get("compiled") == "field" and info.get("compile_fallback"):
+        info["compiled"] = "none"
+    return (*loop.stacked(), info)
+
+
+def _compile_field(dynamics, name: str, info: dict):
+    """``dynamics`` with its field (an SDE's drift) compiled: the first call's time goes to
+    ``info["compile_seconds"]``; where compilation fails, eager from then on, with a warning and
+    ``info["compile_fallback"]``."""
+    counted = dynamics.drift if isinstance(dynamics, SDE) else dynamics
+    eager = counted.fn
+    compiled = torch.compile(eager, dynamic=False)
+
+    def field(t, x):
+        nonlocal compiled
+        if compiled is None:
+            return eager(t, x)
+        if "compile_seconds" in info:
+            return compiled(t, x)
+        started = time.perf_counter()
+        try:
+            out = compiled(t, x)
+        except Exception as error:  # compilation failed; an error of the field itself recurs eagerly below
+            out = eager(t, x)
+            compiled = None
+            info["compile_fallback"] = _fallback_warning(name, error)
+        info["compile_seconds"] = time.perf_counter() - started
+        return out
+
+    counted.fn = field
+    return dynamics
+
+
+def _fallback_warning(name: str, error: Exception) -> str:
+    reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    warnings.warn(
+        f"{name}: torch.compile is unavailable here ({reason[:300]}); running the steps eagerly (same numbers, slower)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return reason
+
+
+def _run_blocks(dynamics, x0, times, solver, step, increment, loop, block, info):
+    """The steps of a stateless solver ``block`` at a time in one compiled call (:class:`FusedSteps`); the first
+    step runs eagerly through the counted field, which checks its output shape."""
+    n_steps = times.shape[0] - 1
+    raw = SDE(dynamics.drift.fn, dynamics.diffusion.fn, dynamics.additive) if isinstance(dynamics, SDE) else dynamics.fn
+    stochastic = solver.stochastic
+
+    def advance(carry, inputs):
+        t0, t1 = inputs[0], inputs[1]
+        if stochastic:
+            x, _ = solver.step(raw, t0, t1, carry[0], inputs[2], None)
+        else:
+            x, _ = solver.step(raw, t0, t1, carry[0], None)
+        return (x,), torch.zeros((), dtype=torch.bool, device=x.device)
+
+    fused = FusedSteps(advance, block, compile=True, name=solver.name)
+    bar = tqdm(total=n_steps, desc=solver.name, disable=None if loop.progress else True, leave=False)
+    with loop.naming_earlier_failures():
+        x, _ = step(dynamics, 0, x0, None)
+    loop.guard(0, times[1], x)
+    loop.keep(1, x)
+    bar.update(1)
+    done = 1
+    while done < n_steps:
+        size = min(block, n_steps - done)
+        inputs = (times[done : done + size], times[done + 1 : done + size + 1])
+        if stochastic:
+            inputs = (*inputs, torch.stack([increment(done + k, x) for k in range(size)]))
+        if size == block:
+            carry, states, bad = fused((x,), inputs)
+        else:  # the last, shorter block runs eagerly: a compiled call of another length would compile again
+            carry, states, bad = FusedSteps(advance, size)((x,), inputs)
+        if loop.check_finite and bool(bad):  # one host synchronisation per block: replay it to name the step
+            replayed, y = [], x
+            for k in range(size):
+                y, _ = step(raw, done + k, y, None, inputs[2][k] if stochastic else None)
+                loop.guard(done + k, times[done + k + 1], y)
+                replayed.append(y)
+            # not raised (a compiled block can round differently from eager): the eager replay is the path
+            carry, states = (y,), torch.stack(replayed)
+        x = carry[0]
+        for k in range(size):
+            loop.keep(done + k + 1, states[k])
+        done += size
+        bar.update(size)
+    bar.close()
+    info["uncounted_nfe"] = (n_steps - 1) * solver.nfe_per_step
+    info["compile_seconds"] = fused.first_call_seconds
+    if fused.fallback:
+        info["compiled"], info["compile_fallback"] = "none", fused.fallback
     return loop.stacked()

@@ -4,7 +4,7 @@ import torch
 from interp import NonFiniteStateError, grids, integrate
 from interp.brownian import BrownianPath
 from interp.dynamics import SDE
-from interp.solvers import RK4, Euler, EulerMaruyama, Heun, Torchdiffeq
+from interp.solvers import RK4, Euler, EulerMaruyama, Heun, StochasticHeun, Torchdiffeq
 
 
 def _sde():
@@ -121,3 +121,86 @@ def test_bad_input():
 def test_adaptive_nfe_is_counted():
     out = integrate(lambda t, x: -x, torch.ones(2, 1), grids.uniform(2), Torchdiffeq(), progress=False)
     assert out.nfe > 6 and out.states.shape == (2, 2, 1)
+
+
+# ---------------------------------------------------------------------- compiled stepping (docs/design.md)
+def _decay_sde():  # state-dependent drift, additive noise: Euler-Maruyama and stochastic Heun both apply
+    return SDE(lambda t, x: -x * (1 + t), lambda t, x: 0.5 * torch.ones_like(x), additive=True)
+
+
+@pytest.mark.parametrize("solver", [RK4(), EulerMaruyama(), StochasticHeun()], ids=lambda s: s.name)
+def test_compiled_blocks_give_the_eager_path(solver):
+    # 1 eager step, two compiled blocks of 4 and an eager tail of 3: every state, the NFE and (for the SDE
+    # solvers) the Brownian increments of the same seed as the eager loop; fusion may round, so 1e-12 in float64
+    dynamics = _decay_sde() if solver.stochastic else (lambda t, x: -x * (1 + t))
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+    grid = grids.uniform(12, dtype=torch.float64)
+    runs = [
+        integrate(dynamics, x0, grid, solver, generator=torch.Generator().manual_seed(3), record=True,
+                  progress=False, compile=compile, block=4)  # fmt: skip
+        for compile in (False, True)
+    ]
+    eager, fused = runs
+    assert fused.attrs["compiled"] == "blocks" and fused.attrs["compile_seconds"] > 0
+    assert "compile_fallback" not in fused.attrs and fused.nfe == eager.nfe == 12 * solver.nfe_per_step
+    assert torch.allclose(fused.states, eager.states, atol=1e-12, rtol=0) and fused.seed == eager.seed == (3 if solver.stochastic else None)
+    if not solver.stochastic:  # and both against the closed form's RK4 error scale
+        exact = x0 * torch.exp(-(grid + grid**2 / 2))[:, None, None]
+        assert (fused.states - exact).abs().max() < 1e-5  # RK4 at h = 1/12: about 3e-6
+
+
+def test_compiled_blocks_name_the_first_non_finite_step():
+    # the flagged block is replayed eagerly: the error names the step (here inside the second block) and time
+    grid = grids.uniform(12, dtype=torch.float64)
+
+    def nan_after(t, x):
+        return torch.where(t > 0.55, torch.nan, -x)
+
+    with pytest.raises(NonFiniteStateError) as info:
+        integrate(nan_after, torch.ones(3, 2, dtype=torch.float64), grid, Euler(), progress=False, compile=True,
+                  block=4)  # fmt: skip
+    first = int(torch.nonzero(grid[:-1] > 0.55)[0])
+    assert info.value.step == first and info.value.time == pytest.approx(float(grid[first + 1]))
+
+
+def test_compiled_field_for_a_stateful_solver_and_the_fallback(monkeypatch):
+    from interp.interpolants import preset
+    from interp.solvers import DPMSolverPP
+
+    interpolant = preset("vp")
+    lo, hi = interpolant.time_range
+    grid = grids.uniform(8, lo, hi, dtype=torch.float64)
+    x0 = torch.tensor([[0.3, -1.0], [2.0, 0.5]], dtype=torch.float64)
+
+    def field(t, x):
+        return -x * t
+
+    eager = integrate(field, x0, grid, DPMSolverPP(interpolant, 2), progress=False)
+    compiled = integrate(field, x0, grid, DPMSolverPP(interpolant, 2), progress=False, compile=True)
+    assert compiled.attrs["compiled"] == "field" and compiled.nfe == eager.nfe == 8
+    assert torch.allclose(compiled.states, eager.states, atol=1e-12, rtol=0)
+
+    import interp.driver
+    import interp.stepping
+
+    def unavailable(fn, **kwargs):
+        def fails(*args):
+            raise RuntimeError("no C compiler\nmore detail")
+
+        return fails
+
+    for module in (interp.driver, interp.stepping):
+        monkeypatch.setattr(module.torch, "compile", unavailable)
+    for solver in (DPMSolverPP(interpolant, 2), Euler()):
+        with pytest.warns(RuntimeWarning, match="torch.compile is unavailable here .RuntimeError: no C compiler."):
+            fallen = integrate(field, x0, grid, solver, progress=False, compile=True, block=3)
+        plain = integrate(field, x0, grid, solver, progress=False)
+        assert fallen.attrs["compiled"] == "none" and "no C compiler" in fallen.attrs["compile_fallback"]
+        assert torch.equal(fallen.states, plain.states) and fallen.nfe == plain.nfe
+
+
+def test_compile_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="block must be a positive integer"):
+        integrate(lambda t, x: -x, torch.ones(2, 1), grids.uniform(4), Euler(), progress=False, block=0)
+    with pytest.raises(ValueError, match="fixed-step"):
+        integrate(lambda t, x: -x, torch.ones(2, 1), grids.uniform(4), Torchdiffeq(), progress=False, compile=True)

@@ -24,6 +24,9 @@ class Solver(ABC):  # noqa: B024 - the families below declare the abstract step/
     stochastic: bool = False
     adaptive: bool = False
     nfe_per_step: int = 1
+    stateless: bool = False
+    """True when ``step`` neither reads nor changes a state (``init`` returns ``None``): ``integrate(...,
+    compile=True)`` then fuses blocks of steps into one compiled call."""
 
     def check_dynamics(self, dynamics) -> None:
         """Raise ``TypeError``/``ValueError`` when this solver cannot integrate ``dynamics``."""

@@ -18,6 +18,8 @@ from .base import ODESolver
 class ExplicitRungeKutta(ODESolver):
     """An explicit Runge–Kutta method from its tableau ``(a, b, c)`` and declared ``order``."""
 
+    stateless = True
+
     def __init__(self, name: str, a: Sequence[Sequence[float]], b: Sequence[float], c: Sequence[float], order: int):
         stages = len(b)
         if len(c) != stages or len(a) != stages or any(len(row) != i for i, row in enumerate(a)):

@@ -22,6 +22,7 @@ from .prediction import PredictionSolver
 
 class EulerMaruyama(SDESolver):
     name = "euler_maruyama"
+    stateless = True
     strong_order = 0.5
     additive_strong_order = 1.0
     weak_order = 1.0
@@ -33,6 +34,7 @@ class EulerMaruyama(SDESolver):
 
 class StochasticHeun(SDESolver):
     name = "stochastic_heun"
+    stateless = True
     strong_order = 1.0
     additive_strong_order = 1.0
     weak_order = 2.0

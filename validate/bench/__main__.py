@@ -7,7 +7,7 @@ import sys
 from interp.cli import Parser, StagedOutputs, non_negative_int, output_file
 from interp.records import write_records
 
-from . import density, langevin, solvers, steering, training
+from . import density, driver, langevin, solvers, steering, training
 
 BENCHES = {
     "training": training.run,
@@ -15,6 +15,7 @@ BENCHES = {
     "solvers": solvers.run,
     "langevin": langevin.run,
     "steering": steering.run,
+    "driver": driver.run,
 }
 TABLES = {"solvers"}  # benches that can also write their full table as netCDF (--table)
 
