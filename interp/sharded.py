@@ -1,4 +1,4 @@
-"""Sampling split across processes: particles or chains in contiguous shards, one generator per shard, every rank
+r"""Sampling split across processes: particles or chains in contiguous shards, one generator per shard, every rank
 gets the whole result (docs/design.md, "Scale").
 
 :func:`sharded` runs a sampler ``fn(x_shard, generator)`` on this rank's shard of ``x`` under ``torch.distributed``
@@ -18,22 +18,30 @@ Example (``torchrun --nproc-per-node 2 sample.py``)::
     traj = sharded(lambda x, g: integrate(sde, x, grids.uniform(100), EulerMaruyama(), generator=g, progress=False),
                    x0, seed=7)  # every rank holds the (time, particle, dim) trajectory of all particles
 
-Supported results: a tensor (particles first), a :class:`~interp.results.Trajectory` without per-step series and
-:class:`~interp.langevin.Chains`. Weighted Feynman–Kac runs are not split this way: their resampling couples every
-particle, so shards run independently would give a different algorithm (per-shard normalised weights); they are
-refused here.
+Supported results: a tensor (particles first), a :class:`~interp.results.Trajectory` and
+:class:`~interp.langevin.Chains`. Weighted Feynman–Kac runs (``fk_correct``, ``fk_steer``, ``posterior_sample``)
+stay one algorithm across the shards: their loop all-gathers the log-weights at every step, so the ESS,
+:math:`\log\hat Z` and the resampling decision are global; one systematic (or other) resampling draw from a
+generator seeded alike on every shard picks the ancestors of all particles; and each shard takes its new particles'
+states (and drifts, running rewards) from the gathered ones. Without a process group the shards run as threads of
+this process meeting at each step, so one process and k processes give the same numbers for the same seed and k
+(tested). What stays per shard is the noise: shard ``i``'s particles draw from shard ``i``'s generator, so a
+sharded run equals the plain one-generator run in distribution, not number for number. The exchange is an
+all-gather of every per-particle tensor a resampling moves (``O(n_total)`` memory per rank at those steps), and
+an error raised on one rank alone (a field's) leaves the others waiting until the process group's timeout.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from . import _shards
 from .langevin import Chains
 from .results import Trajectory
 from .train import world
@@ -51,8 +59,7 @@ def shard_slice(n: int, index: int, shards: int) -> slice:
 def shard_generator(seed: int, index: int, device="cpu") -> torch.Generator:
     """The generator of shard ``index`` for the run seeded ``seed``: seeded from numpy's ``SeedSequence([seed,
     index])``, so shards draw independent streams and the same shard always draws the same one."""
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state))
+    return torch.Generator(device=device).manual_seed(_shards.seed_state(seed, index))
 
 
 def sharded(fn: Callable[[Tensor, torch.Generator], object], x: Tensor, *, seed: int, shards: int | None = None):
@@ -78,12 +85,48 @@ def sharded(fn: Callable[[Tensor, torch.Generator], object], x: Tensor, *, seed:
     if shards > n:
         raise ValueError(f"{shards} shards for {n} rows: every shard needs a row")
     sizes = [shard_slice(n, i, shards).stop - shard_slice(n, i, shards).start for i in range(shards)]
+
+    def run(index: int, exchange):
+        shard = x[shard_slice(n, index, shards)], shard_generator(seed, index, x.device)
+        if shards == 1:
+            return fn(*shard)
+        with _shards.joined(_shards.ShardGroup(index, sizes, seed, exchange)):
+            return fn(*shard)
+
     if size == 1:
-        parts = [fn(x[shard_slice(n, i, shards)], shard_generator(seed, i, x.device)) for i in range(shards)]
+        parts = _in_threads(run, shards)
     else:
-        mine = fn(x[shard_slice(n, rank, shards)], shard_generator(seed, rank, x.device))
-        parts = _all_gather(mine, sizes)
+        parts = _all_gather(run(rank, _shards.distributed_exchange(sizes)), sizes)
     return _join(parts, seed, shards)
+
+
+def _in_threads(run, shards: int) -> list:
+    """The shards of a one-process run, each in a thread, so that a loop coupling them (the weighted Feynman–Kac
+    loop) can meet the others at every step; uncoupled samplers simply run side by side. The first shard's error
+    is raised (the others stop at the broken barrier)."""
+    if shards == 1:
+        return [run(0, None)]
+    exchange = _shards.ThreadExchange(shards)
+    results: list = [None] * shards
+    errors: list[BaseException | None] = [None] * shards
+
+    def work(index: int) -> None:
+        try:
+            results[index] = run(index, exchange)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller below
+            errors[index] = error
+            exchange.barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"interp-shard-{i}") for i in range(shards)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    raised = [e for e in errors if e is not None]
+    if raised:
+        first = next((e for e in raised if not isinstance(e, threading.BrokenBarrierError)), raised[0])
+        raise first
+    return results
 
 
 # ---------------------------------------------------------------------- joining
@@ -92,10 +135,10 @@ def _rows(result) -> dict[str, tuple[Tensor, int]]:
     if isinstance(result, Tensor):
         return {"tensor": (result, 0)}
     if isinstance(result, Trajectory):
-        if result.series:
+        if result.series and "coupled_shards" not in result.attrs:
             raise ValueError(
-                "a trajectory with per-step series (a weighted Feynman-Kac run) cannot be split into independent "
-                "shards: its resampling couples every particle"
+                "a trajectory with per-step series that were not computed across the shards cannot be joined: "
+                "its series would describe one shard only"
             )
         out = {"states": (result.states, 1)}
         out.update({f"extra:{k}": (v, 1) for k, v in result.extras.items()})

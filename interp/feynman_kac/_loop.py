@@ -15,23 +15,31 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .. import _shards
 from .._checks import check_batch, time_column
 from .._random import randn_like
 from ..grids import check_grid
 from ..results import Trajectory
 from ..smc import SCHEMES, DegenerateWeightsError, Particles, ResamplePolicy, resample_indices
-from ..stepping import StepLoop, record_indices
+from ..stepping import NonFiniteStateError, StepLoop, record_indices
 
 
 @dataclass
 class Move:
-    """What one step of a method returns: a log-weight increment ``(n,)`` (or ``None``) and ``advance(index)``,
-    which moves the particles (re-indexed by ``index`` when they were resampled) to the next grid time and
-    returns the new states. ``values`` are per-particle quantities at :math:`(t_i, X_i)` to record (e.g. reward)."""
+    """What one step of a method returns: a log-weight increment ``(n,)`` (or ``None``) and ``advance(take)``,
+    which moves the particles to the next grid time and returns the new states. When the particles were resampled,
+    ``take`` maps any per-particle tensor of the step ``(n, ...)`` (states, drifts, running sums) to the rows of
+    the resampled particles — an index in one process, a gather across shards in a sharded run — else it is
+    ``None``. ``values`` are per-particle quantities at :math:`(t_i, X_i)` to record (e.g. reward)."""
 
     log_increment: Tensor | None
     advance: Callable[[Tensor | None], Tensor]
     values: dict[str, Tensor] | None = None
+
+
+def _taker(index: Tensor, rows: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """The rows ``index`` (global particle numbers) of a per-particle tensor of this shard."""
+    return lambda tensor: rows(tensor)[index.to(tensor.device)]
 
 
 def euler_maruyama(x: Tensor, drift: Tensor, epsilon: Tensor, h: Tensor, generator) -> Tensor:
@@ -84,8 +92,20 @@ def run_weighted(
     keep = record_indices(record, grid)
     times = grid.to(device=x.device, dtype=x.dtype)
     x, log_weights = check_start(x, log_weights)
-    particles = Particles(x, log_weights.clone(), log_normaliser=float(log_normaliser))
-    origin = torch.arange(x.shape[0], device=x.device)
+    # Inside a sharded run the weights, their normaliser and the resampling are global: every shard holds the
+    # log-weights of all particles (all-gathered), draws the one resampling from a generator seeded alike on every
+    # shard, and takes its new particles' rows from the gathered ones (docs/design.md, "Scale").
+    group = _shards.current()
+    if group is not None and group.sizes[group.index] != x.shape[0]:
+        raise ValueError(f"shard {group.index} holds {x.shape[0]} particles; its group expects {group.sizes}")
+    rows = group.rows if group is not None else (lambda t: t)
+    mine = group.mine if group is not None else slice(None)
+    resampling = group.resampling(x.device) if group is not None else generator
+    log_weights = rows(log_weights)
+    # the particles' bookkeeping runs on the global weights; its "states" are the global labels of the particles'
+    # origins, which resampling re-indexes as it would the states
+    particles = Particles(torch.arange(log_weights.shape[0], device=x.device), log_weights.clone(),
+                          log_normaliser=float(log_normaliser))  # fmt: skip
     n_steps = grid.shape[0] - 1
     ess = torch.empty(n_steps + 1, dtype=torch.float64)
     log_z = torch.empty(n_steps + 1, dtype=torch.float64)
@@ -95,31 +115,39 @@ def run_weighted(
 
     def keep_state(i: int, extra: dict[str, Tensor] | None):
         if loop.wants(i):
-            loop.keep(i, particles.x, {"log_weight": particles.log_weights, "origin": origin})
+            loop.keep(i, x, {"log_weight": particles.log_weights[mine], "origin": particles.x[mine]})
             for key, value in (extra or {}).items():
                 values.setdefault(key, {})[i] = value.detach()
+
+    def reweight(increment: Tensor):
+        if increment.shape != (x.shape[0],):
+            raise ValueError(f"a log-weight increment must have shape ({x.shape[0]},); got {tuple(increment.shape)}")
+        particles.reweight(rows(increment))
 
     ess[0], log_z[0] = particles.ess, particles.log_normaliser
     pending: dict[str, Tensor] = {}
     for i in loop.steps():
-        move = step(i, times[i], times[i + 1], particles.x)
+        move = step(i, times[i], times[i + 1], x)
         keep_state(i, {**pending, **(move.values or {})})
         pending = {}
         if move.log_increment is not None:
-            particles.reweight(move.log_increment)
+            reweight(move.log_increment)
         ess[i + 1] = particles.ess  # before resampling: how degenerate the weights became over the step
-        index = None
-        if particles.maybe_resample(policy, i, scheme, generator):
-            index = particles.ancestry[-1]
-            origin = origin[index]
+        take = None
+        if particles.maybe_resample(policy, i, scheme, resampling):
+            take = _taker(particles.ancestry[-1][mine], rows)
             resampled[i] = 1
-        particles.x = move.advance(index)
-        loop.guard(i, grid[i + 1], particles.x)
+        x = move.advance(take)
+        if group is not None:  # every shard raises together, or none does: a lone raise would leave the rest waiting
+            if group.any(not bool(torch.isfinite(x).all()), x.device):
+                raise NonFiniteStateError(i, float(grid[i + 1]), name)
+        else:
+            loop.guard(i, grid[i + 1], x)
         log_z[i + 1] = particles.log_normaliser
     if finish is not None:
-        increment, pending = finish(times[-1], particles.x)
+        increment, pending = finish(times[-1], x)
         if increment is not None:
-            particles.reweight(increment)
+            reweight(increment)
             ess[-1], log_z[-1] = particles.ess, particles.log_normaliser
     keep_state(n_steps, pending)
     states, extras = loop.stacked()
@@ -133,6 +161,8 @@ def run_weighted(
         "n_resampled": int(resampled.sum()),
     }
     out_attrs.update(attrs or {})
+    if group is not None:
+        out_attrs["coupled_shards"] = group.shards
     return Trajectory(
         times=grid[keep].clone(),
         states=states,

@@ -321,8 +321,8 @@ def fk_correct(
                 rate = rate + sum((g - b) * _divergence(e, s, t0, x) for g, b, e, s in terms if g != b)
         increment = (h * rate).double()
 
-        def advance(index: Tensor | None) -> Tensor:
-            y, d = (x, drift) if index is None else (x[index], drift[index])
+        def advance(take) -> Tensor:
+            y, d = (x, drift) if take is None else (take(x), take(drift))
             return euler_maruyama(y, d, eps, h, generator)
 
         return Move(increment, advance)

@@ -98,8 +98,8 @@ def posterior_sample(
         drift = b + eps * (s + g)
         rate = (b * g).reshape(x.shape[0], -1).sum(1)
 
-        def advance(index: Tensor | None) -> Tensor:
-            y, d = (x, drift) if index is None else (x[index], drift[index])
+        def advance(take) -> Tensor:
+            y, d = (x, drift) if take is None else (take(x), take(drift))
             return euler_maruyama(y, d, eps, h, generator)
 
         return Move((h * rate).double(), advance)

@@ -188,12 +188,12 @@ def fk_steer(
             state["applied"] = state["applied"] + log_g
             increment = log_g
 
-        def advance(index: Tensor | None) -> Tensor:
+        def advance(take) -> Tensor:
             y, d = x, drift
-            if index is not None:
-                y, d = x[index], drift[index]
+            if take is not None:
+                y, d = take(x), take(drift)
                 for key in state:
-                    state[key] = state[key][index]
+                    state[key] = take(state[key])
             return base.move(y, d, t0, t1, generator)
 
         return Move(increment, advance, {"reward": r})
@@ -252,7 +252,7 @@ def svdd(
         drift, x1 = cache["at"]
         r_here = _rewards(reward, x1)
 
-        def advance(index: Tensor | None) -> Tensor:
+        def advance(take) -> Tensor:  # never resampled (policy "never"): take is None
             m, size = proposals, x.shape[0]
             cand = base.move(
                 x.repeat(m, *([1] * (x.ndim - 1))), drift.repeat(m, *([1] * (x.ndim - 1))), t0, t1, generator
