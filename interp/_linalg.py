@@ -27,4 +27,12 @@ def symmetric_power(matrix: Tensor, power: float, name: str = "matrix") -> Tenso
 
 def flat_dot(a: Tensor, b: Tensor) -> Tensor:
     """Per-particle inner product ``(batch,)`` of two ``(batch, ...)`` tensors."""
-    return (a * b).reshape(a.shape[0], -1).sum(-1)
+    product = (a * b).reshape(a.shape[0], -1)
+    if product.shape[1] > 4:
+        return product.sum(-1)
+    # torch's reduction over a tiny inner axis costs ~10x adding its columns (185 vs 19 us for 10k x 2 on a CPU),
+    # which made the Ito estimator's three dot products a tenth of its time (python -m validate.bench density)
+    out = product[:, 0]
+    for k in range(1, product.shape[1]):
+        out = out + product[:, k]
+    return out
