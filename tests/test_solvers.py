@@ -46,6 +46,18 @@ def test_ode_solver_order_on_exact_linear_ode(name):
     assert abs(slope - solver.order) < 0.2
 
 
+def test_rk4_three_eighths_is_torchdiffeqs_rk4():
+    import torchdiffeq
+
+    x0 = torch.tensor([[1.0, 0.5], [-0.3, 2.0]])
+    grid = grids.quadratic(7)
+    ours = integrate(_rotation, x0, grid, ODE_SOLVERS["rk4-3/8"](), progress=False).final
+    theirs = torchdiffeq.odeint(_rotation, x0, grid, method="rk4")[-1]
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-14)
+    classical = integrate(_rotation, x0, grid, ODE_SOLVERS["rk4"](), progress=False).final
+    assert (classical - theirs).abs().max() > 1e-8  # a different fourth-order method, not the same one renamed
+
+
 def test_euler_one_step_is_explicit():
     out = integrate(lambda t, x: 2 * x, torch.ones(3, 1), grids.uniform(1), ODE_SOLVERS["euler"](), progress=False)
     assert torch.allclose(out.final, 3 * torch.ones(3, 1))

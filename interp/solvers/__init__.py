@@ -7,7 +7,7 @@ from .base import AdaptiveSolver, ODESolver, SDESolver, Solver
 from .dpm_solver import DPMSolver, DPMSolverPP, dpm_solver_fast_orders
 from .momentum import GHVB, LML, HeavyBall, ghvb_weights
 from .multistep import ADAMS_BASHFORTH, DEIS, IPNDM, UniPC
-from .ode import ODE_SOLVERS, RK4, Euler, ExplicitRungeKutta, Heun, Midpoint
+from .ode import ODE_SOLVERS, RK4, RK38, Euler, ExplicitRungeKutta, Heun, Midpoint
 from .prediction import DiffusionView, NoiseSpaceSolver, PredictionSolver, dynamic_threshold
 from .sde import SDE_SOLVERS, EulerMaruyama, SDEDPMSolverPP, StochasticHeun
 
@@ -19,6 +19,7 @@ __all__ = [
     "LML",
     "ODE_SOLVERS",
     "RK4",
+    "RK38",
     "SDE_SOLVERS",
     "AdaptiveSolver",
     "DPMSolver",

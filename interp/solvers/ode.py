@@ -1,4 +1,4 @@
-r"""Fixed-step explicit Runge–Kutta ODE solvers: Euler, Heun, midpoint, RK4.
+r"""Fixed-step explicit Runge–Kutta ODE solvers: Euler, Heun, midpoint, RK4 and its 3/8 rule.
 
 One class, :class:`ExplicitRungeKutta`, runs any explicit Butcher tableau
 :math:`k_i = f(t + c_i h, x + h\sum_{j<i} a_{ij}k_j)`, :math:`x' = x + h\sum_i b_i k_i`
@@ -79,5 +79,19 @@ class RK4(ExplicitRungeKutta):
         )
 
 
-ODE_SOLVERS = {"euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4}
+class RK38(ExplicitRungeKutta):
+    """Kutta's 3/8 rule, the other classical fourth-order method (Hairer, Nørsett & Wanner, Table II.1.2); the
+    method torchdiffeq's fixed-grid ``rk4`` runs, so the two give the same numbers on the same grid."""
+
+    def __init__(self):
+        super().__init__(
+            "rk4-3/8",
+            [[], [1 / 3], [-1 / 3, 1.0], [1.0, -1.0, 1.0]],
+            [1 / 8, 3 / 8, 3 / 8, 1 / 8],
+            [0.0, 1 / 3, 2 / 3, 1.0],
+            order=4,
+        )
+
+
+ODE_SOLVERS = {"euler": Euler, "heun": Heun, "midpoint": Midpoint, "rk4": RK4, "rk4-3/8": RK38}
 """Every fixed-step ODE solver, by name (the convergence-order checks iterate over this)."""

@@ -10,7 +10,8 @@ same initial points x(0) for every method; NFE in :data:`NFES`. Per method and N
   their Monte-Carlo floor (the same metric between two exact samples of the same size).
 
 interp's methods (DPM-Solver 2/3 singlestep with the NFE-exact order mix, DPM-Solver++ 2M/3M, UniPC-2/3 bh2 and
-2 bh1, DEIS tAB3, iPNDM-3, each at its defaults, and the Runge-Kutta Heun/RK4 with the most whole steps that fit)
+2 bh1, DEIS tAB3, iPNDM-3, each at its defaults, and the Runge-Kutta Heun, RK4 and RK4's 3/8 rule with the most
+whole steps that fit; the 3/8 rule is the method torchdiffeq's ``rk4`` runs)
 run on four standard grids (time-uniform, quadratic, log-SNR uniform, EDM rho = 7); a method's line takes its best
 grid (lowest pathwise error), "ours" the best line. Searched grids (:func:`interp.grid_search.search_grid`, 100
 Adam steps on pilot points drawn apart from the evaluation points, from the standard grid best on the pilot points)
@@ -67,6 +68,7 @@ from interp.solvers import (
     DEIS,
     IPNDM,
     RK4,
+    RK38,
     DiffusionView,
     DPMSolver,
     DPMSolverPP,
@@ -198,6 +200,7 @@ def interp_methods(interpolant, nfe: int) -> dict[str, tuple[object, int]]:
     return {
         "Heun": (Heun(), nfe // 2),
         "RK4": (RK4(), nfe // 4),
+        "RK4-3/8": (RK38(), nfe // 4),
         "DPM-Solver-3": (DPMSolver(interpolant, 3, orders=fast3), len(fast3)),
         "DPM-Solver-2": (DPMSolver(interpolant, 2, orders=fast2), len(fast2)),
         "DPM-Solver++2M": (DPMSolverPP(interpolant, 2), nfe),
