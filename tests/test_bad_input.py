@@ -767,6 +767,15 @@ CLI_CASES = [
     ("validate.bench.__main__", ["training", "--table", "{tmp}/t.nc"], "writes no table"),
     ("validate.bench.__main__", ["quantum"], "invalid choice"),
     ("validate.bench.__main__", ["solvers", "--seed", "x"], "integer"),
+    ("validate.bench.__main__", ["driver", "--device", "tpu"], "expected auto, cpu, cuda"),
+    *(  # without a GPU the GPU commands stop at once; with one they would run, so they are not cases there
+        []
+        if torch.cuda.is_available()
+        else [
+            ("validate.bench.__main__", ["gpu"], "the gpu bench needs a GPU"),
+            ("validate.bench.__main__", ["driver", "--device", "cuda"], "torch sees no CUDA device"),
+        ]
+    ),
     ("paper_figs.__main__", ["solvers_error_vs_nfe", "--out", "{tmp}/file.txt"], "is not a folder"),
     ("paper_figs.__main__", ["solvers_error_vs_nfe", "--out", "{tmp}", "--seed", "-1"], "integer >= 0"),
     ("paper_figs.__main__", ["no_such_figure"], "unknown figure"),

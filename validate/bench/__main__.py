@@ -1,13 +1,17 @@
-"""``python -m validate.bench NAME [--json PATH]``: this package against a peer on the same work, same run."""
+"""``python -m validate.bench NAME [--json PATH] [--device DEVICE]``: this package against a peer on the same work,
+same run. ``gpu`` runs the benches whose work a GPU changes (the driver compiled and eager, the Itô density on a
+network field, training against TorchCFM, Langevin chains) on ``--device`` (default ``cuda``), with the device's
+name in every record's case, in a few minutes."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 
-from interp.cli import Parser, StagedOutputs, non_negative_int, output_file
+from interp.cli import Parser, StagedOutputs, device_name, non_negative_int, output_file
 from interp.records import write_records
 
-from . import density, driver, langevin, solvers, steering, training
+from . import density, driver, gpu, langevin, solvers, steering, training
 
 BENCHES = {
     "training": training.run,
@@ -16,6 +20,7 @@ BENCHES = {
     "langevin": langevin.run,
     "steering": steering.run,
     "driver": driver.run,
+    "gpu": gpu.run,
 }
 TABLES = {"solvers"}  # benches that can also write their full table as netCDF (--table)
 
@@ -26,7 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the bench records as JSON")
     parser.add_argument("--table", metavar="PATH", help="also write the full table as netCDF (solvers)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--device", type=device_name, default=None, help="cpu (default; gpu: cuda), cuda, cuda:N or auto"
+    )
     args = parser.parse_args(argv)
+    bench = BENCHES[args.name]
+    takes_device = "device" in inspect.signature(bench).parameters
+    if args.device not in (None, "cpu") and not takes_device:
+        parser.error(f"--device: the {args.name} bench runs on the CPU only (its closed-form fields and peers do)")
     if args.table and args.name not in TABLES:
         parser.error(f"--table: the {args.name} bench writes no table (only {sorted(TABLES)})")
     for flag, path in (("--json", args.json), ("--table", args.table)):  # checked before the bench runs
@@ -36,7 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             parser.error(f"{flag}: {error}")
     options = {"table": args.table} if args.table else {}
-    records = BENCHES[args.name](seed=args.seed, **options)
+    if args.device is not None and takes_device:
+        options["device"] = args.device
+    if args.name == "gpu" and "device" not in options:
+        try:
+            options["device"] = device_name("cuda")
+        except Exception as error:  # noqa: BLE001 - argparse's type error, as a one-line message
+            parser.error(f"--device: the gpu bench needs a GPU ({error}); give --device cpu to run its parts here")
+    status = 0
+    try:
+        records = bench(seed=args.seed, **options)
+    except gpu.PartialRun as partial:
+        print(partial, file=sys.stderr)
+        records, status = partial.records, 1
     for r in records:
         print(
             f"{r.bench:<9} {r.case:<36} {r.metric:<18} ours {r.ours:<10.4g} {r.peer} {r.peer_value:<10.4g} "
@@ -45,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with StagedOutputs() as staging:
             write_records(records, staging.stage(args.json))
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -119,9 +119,13 @@ def _routes(vp, exact, lo, hi, x0, velocity, seed):
     return ito, ode
 
 
-def run(seed: int = 0) -> list[BenchRecord]:
+def run(seed: int = 0, device: str = "cpu") -> list[BenchRecord]:
+    """Every record on the CPU; on another ``device`` the network-field cost only (the closed-form field and the
+    peer are CPU code)."""
     records = []
     vp, exact, lo, hi, x0, velocity = _setup(seed)
+    if device != "cpu":
+        return _network_cost(vp, lo, hi, x0, seed, device)
     grid = torch.linspace(lo, hi, STEPS + 1)
     ito, ode = _routes(vp, exact, lo, hi, x0, velocity, seed)
 
@@ -152,7 +156,7 @@ def run(seed: int = 0) -> list[BenchRecord]:
         fn = ode(divergence, Euler())
         _, elapsed = _timed(lambda fn=fn: fn(STEPS))
         records.append(compare("density", case, f"{name}_time_s", elapsed, "plain-ode-euler", t_ode, "lower"))
-    records += _network_cost(vp, lo, hi, x0, seed)
+    records += _network_cost(vp, lo, hi, x0, seed, device)
     # accuracy at equal wall time (the divergence-free Itô run's)
     budget = times["ito-divergence-free"]
     reference = float(ito("ito")(STEPS))
@@ -181,9 +185,10 @@ def run(seed: int = 0) -> list[BenchRecord]:
     return records
 
 
-def _network_cost(vp, lo, hi, x0, seed) -> list[BenchRecord]:
+def _network_cost(vp, lo, hi, x0, seed, device="cpu") -> list[BenchRecord]:
     """The same cost ratio when the score is a network (untrained MLP, 3 x 256), as for a trained model."""
-    net = MLP((2,), hidden=256, depth=3).double()
+    net = MLP((2,), hidden=256, depth=3).double().to(device)
+    x0 = x0.to(device)
     for p in net.parameters():
         p.requires_grad_(False)
 
@@ -195,19 +200,24 @@ def _network_cost(vp, lo, hi, x0, seed) -> list[BenchRecord]:
 
     sde = _plain_sde(vp, score)
 
+    def synchronised(out):
+        if x0.device.type == "cuda":
+            torch.cuda.synchronize(x0.device)
+        return out
+
     def plain():
-        return integrate(sde, x0, grid, EulerMaruyama(), generator=torch.Generator().manual_seed(seed), progress=False)
+        generator = torch.Generator(x0.device).manual_seed(seed)
+        return synchronised(integrate(sde, x0, grid, EulerMaruyama(), generator=generator, progress=False))
 
     def tracked():
-        return ito_log_density(
-            score, x0, grid, interpolant=vp, generator=torch.Generator().manual_seed(seed), progress=False
-        )
+        generator = torch.Generator(x0.device).manual_seed(seed)
+        return synchronised(ito_log_density(score, x0, grid, interpolant=vp, generator=generator, progress=False))
 
     with torch.no_grad():
         plain(), tracked()  # warm-up
         timings = [(_timed(plain)[1], _timed(tracked)[1]) for _ in range(REPEATS)]  # interleaved against drift
     t_plain, t_ito = (min(column) for column in zip(*timings, strict=True))
-    case = f"vp-mlp256x3-{N // 1000}k-{steps}steps"
+    case = f"vp-mlp256x3-{N // 1000}k-{steps}steps" + ("" if device == "cpu" else f"-{device}")
     return [compare("density", case, "ito-divergence-free_time_s", t_ito, "plain-sde", t_plain, "lower")]
 
 

@@ -71,12 +71,12 @@ def _jax_log_density(name: str, target):
     return log_density
 
 
-def _torch_isotropic_mixture(target: GaussianMixture):
+def _torch_isotropic_mixture(target: GaussianMixture, device="cpu"):
     """The mixture's log-density written as the peer's is (isotropic components), its score by autograd: the
     two sides then differ only in the sampler, not in how the target is evaluated (``GaussianMixture`` itself
     handles full covariances with triangular solves)."""
-    log_w, means = torch.log(target.weights), target.means
-    variances = torch.diagonal(target.covariances, dim1=1, dim2=2)[:, 0]
+    log_w, means = torch.log(target.weights).to(device), target.means.to(device)
+    variances = torch.diagonal(target.covariances, dim1=1, dim2=2)[:, 0].to(device)
     dim = means.shape[1]
 
     def log_density(x):
@@ -96,15 +96,18 @@ def _ours(kernel, target, x0, seed, *, steps=None, compile=False, thin=1):
     """(draws after burn-in, seconds of the timed run, acceptance, compile seconds or None). Compiled: the first
     run, of the same block length, pays the compilation; its time is the compile estimate."""
     steps = steps or STEPS
-    warm = run_chains(kernel, target, x0, 2 * BLOCK, generator=torch.Generator().manual_seed(seed + 1),
+    device = x0.device
+    warm = run_chains(kernel, target, x0, 2 * BLOCK, generator=torch.Generator(device).manual_seed(seed + 1),
                       progress=False, block=BLOCK, compile=compile)  # fmt: skip
     compile_seconds = warm.settings.get("compile_seconds") if compile else None
     started = time.perf_counter()
-    out = run_chains(kernel, target, x0, steps, generator=torch.Generator().manual_seed(seed), burn_in=BURN_IN,
+    out = run_chains(kernel, target, x0, steps, generator=torch.Generator(device).manual_seed(seed), burn_in=BURN_IN,
                      thin=thin, progress=False, block=BLOCK, compile=compile)  # fmt: skip
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
     acceptance = float(out.acceptance.mean()) if out.acceptance is not None else math.nan
-    return out.draws.numpy(), seconds, acceptance, compile_seconds
+    return out.draws.cpu().numpy(), seconds, acceptance, compile_seconds
 
 
 def _blackjax(log_density, step_size, x0, seed, *, steps=None, thin=1):
@@ -144,24 +147,26 @@ def _blackjax(log_density, step_size, x0, seed, *, steps=None, thin=1):
     return draws, seconds, float(np.asarray(accepted).mean()), compile_seconds
 
 
-def run(seed: int = 0) -> list[BenchRecord]:
+def run(seed: int = 0, device: str = "cpu", chain_counts=CHAIN_COUNTS, long: bool = True) -> list[BenchRecord]:
+    """Every case; ``device`` is where interp's chains run (BlackJAX runs where jax finds its backend: the CPU
+    here, and its device is named in the peer label); ``long=False`` leaves out the runs timed with compilation."""
     import blackjax
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    peer = f"blackjax {blackjax.__version__} mala"
+    peer = f"blackjax {blackjax.__version__} mala ({jax.default_backend()})"
     cases = {
         "funnel 10-D, scale 3": (Funnel(10, 3.0), 0.02, None),  # no BAOAB: see the module docstring
         "mixture 50-D, 4 modes": (_mixture_50d(seed), 0.05, 0.25),
     }
     records = []
-    for chains in CHAIN_COUNTS:
+    for chains in chain_counts:
         for name, (target, step, baoab_step) in cases.items():
-            records += _case(f"{name}, {chains} chains", target, step, baoab_step, chains, peer, seed)
+            records += _case(f"{name}, {chains} chains", target, step, baoab_step, chains, peer, seed, device, long)
     return records
 
 
-def _case(name, target, step, baoab_step, chains, peer, seed) -> list[BenchRecord]:
+def _case(name, target, step, baoab_step, chains, peer, seed, device="cpu", long=True) -> list[BenchRecord]:
     import jax
 
     g = torch.Generator().manual_seed(seed)
@@ -173,9 +178,10 @@ def _case(name, target, step, baoab_step, chains, peer, seed) -> list[BenchRecor
         assert np.allclose(_torch_isotropic_mixture(target).log_density(x0).numpy(), mine_check, rtol=1e-10)
     if not np.allclose(check, mine_check, rtol=1e-10, atol=1e-8):
         raise AssertionError(f"{name}: the peer's log-density differs from interp's")
-    ours = _torch_isotropic_mixture(target) if isinstance(target, GaussianMixture) else target
+    ours = _torch_isotropic_mixture(target, device) if isinstance(target, GaussianMixture) else target
     theirs, peer_seconds, peer_acceptance, _ = _blackjax(log_density, step, x0, seed)
     peer_ess = _min_ess(theirs)
+    x0 = x0.to(device)
     eager, seconds, acceptance, _ = _ours(MALA(step), ours, x0, seed)
     # The first compiled run of a case compiles (dynamo caches it for the runs after): its compile seconds count
     fused, fused_seconds, _, compile_seconds = _ours(MALA(step), ours, x0, seed, compile=True)
@@ -189,6 +195,10 @@ def _case(name, target, step, baoab_step, chains, peer, seed) -> list[BenchRecor
         compare("langevin", label, "min ESS", ess, peer, peer_ess, "higher"),
         compare("langevin", label, "seconds", seconds, peer, peer_seconds, "lower"),
     ]
+    if not long:
+        records.append(compare("langevin", label, "compile seconds", compile_seconds,
+                               f"one eager run of {STEPS} steps", seconds, "lower"))  # fmt: skip
+        return records
     # Including compilation: a fresh process compiles once, then runs LONG steps (every THIN-th draw kept); ours
     # compiled above (thinning is outside the compiled block), the peer compiles its thinned scan here. 10x LONG is
     # projected (ESS and run time grow in proportion for a chain at stationarity; compilation does not).

@@ -2,9 +2,10 @@
 
 Both sides train an MLP of the same width and depth (3 hidden layers; TorchCFM's ``MLP`` uses SELU and feeds t
 raw, ours SiLU and a sinusoidal embedding) with Adam at the same learning rate, batch and number of steps, on
-the same data samplers, no EMA, clipping or schedule. Each side trains in its own fresh process, so the peak
-resident memory it adds by training (``ru_maxrss`` after, minus resident memory before, warm-up included) is
-its own; a discarded 50-step warm-up run precedes the timed one on both sides.
+the same data samplers, no EMA, clipping or schedule. Each side trains in its own fresh process; a discarded
+50-step warm-up run precedes the timed one on both sides, and the memory recorded is the peak resident memory of
+the timed run above the resident memory just before it (the kernel's peak counter is reset there), so one-time
+imports and allocator growth are not counted as training memory.
 
 Recorded: training steps per second (higher is better), that added peak memory (lower is better), and the
 exact W2 (POT ``emd2``) between 2000 samples of each model (RK4, 100 steps, from the same initial points) and
@@ -16,6 +17,7 @@ TorchCFM is installed with ``pip install --no-deps torchcfm`` (its matchers need
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import resource
 import time
@@ -48,7 +50,12 @@ def sample_moons(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.as_tensor(3.0 * (x - np.array([0.5, 0.25])), dtype=torch.float32)
 
 
-def train_ours(steps: int, seed: int):
+def _synchronise(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def train_ours(steps: int, seed: int, device: str = "cpu"):
     torch.manual_seed(seed)
     loss = InterpolantLoss(preset("linear"), Parameterisation.VELOCITY)
     config = TrainConfig(
@@ -59,7 +66,7 @@ def train_ours(steps: int, seed: int):
         grad_clip_norm=None,
         ema_decay=0.0,
         seed=seed,
-        device="cpu",
+        device=device,
         progress=False,
     )
     trainer = Trainer(
@@ -67,27 +74,29 @@ def train_ours(steps: int, seed: int):
     )
     start = time.perf_counter()
     trainer.fit()
+    _synchronise(device)
     return trainer.model.eval(), steps / (time.perf_counter() - start)
 
 
-def train_torchcfm(steps: int, seed: int):
+def train_torchcfm(steps: int, seed: int, device: str = "cpu"):
     from torchcfm.conditional_flow_matching import ExactOptimalTransportConditionalFlowMatcher
     from torchcfm.models import MLP as PeerMLP
 
     torch.manual_seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - the peer's OT sampler draws from numpy's global generator
     generator = torch.Generator().manual_seed(seed)
-    model = PeerMLP(dim=2, w=WIDTH, time_varying=True)
+    model = PeerMLP(dim=2, w=WIDTH, time_varying=True).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0)
     start = time.perf_counter()
     for _ in range(steps):
-        x0, x1 = sample_source(BATCH, generator), sample_moons(BATCH, generator)
+        x0, x1 = sample_source(BATCH, generator).to(device), sample_moons(BATCH, generator).to(device)
         t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
         loss = (model(torch.cat([xt, t[:, None]], dim=-1)) - ut).pow(2).mean()
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+    _synchronise(device)
     rate = steps / (time.perf_counter() - start)
 
     field = _peer_field(model.state_dict())
@@ -101,15 +110,47 @@ def _resident_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def _isolated(side: str, steps: int, seed: int):
-    """Train one side in this (fresh) process; return its weights, rate and added peak memory in MiB."""
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident memory (VmHWM) to its current resident memory (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _isolated(side: str, steps: int, seed: int, device: str = "cpu"):
+    """Train one side in this (fresh) process; return its weights, rate and added peak memory in MiB.
+
+    The memory is the peak resident memory of the timed run above the resident memory just before it, after the
+    warm-up run: the warm-up has imported everything either side imports lazily (POT and its SciPy for the OT
+    couplings, the peer's package) and grown the allocator's arenas, one-time costs that made the former
+    measurement (peak since process start minus resident before the warm-up) read 88.9 MiB on one run and
+    134.8 MiB on another for the same code."""
     train = train_ours if side == "ours" else train_torchcfm
-    before = _resident_mib()
-    train(50, seed + 1)  # warm-up run, discarded: one-time library and allocator start-up is not throughput
-    model, rate = train(steps, seed)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    train(50, seed + 1, device)  # warm-up run, discarded: one-time library and allocator start-up is not throughput
+    gc.collect()
+    if device.startswith("cuda"):  # on a GPU: the allocator's own peak of device memory
+        _synchronise(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) / 2**20
+    else:
+        before = _resident_mib()
+        if not _reset_peak():  # pragma: no cover - kernels before 4.0, or no /proc
+            raise OSError("cannot reset the peak resident memory (/proc/self/clear_refs): the bench needs Linux >= 4.0")
+    model, rate = train(steps, seed, device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.startswith("cuda") else _status_mib("VmHWM")
     module = model if isinstance(model, torch.nn.Module) else model.module
-    return {k: v.clone() for k, v in module.state_dict().items()}, rate, peak - before
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}, rate, peak - before
 
 
 def _peer_field(state: dict):
@@ -124,12 +165,14 @@ def _peer_field(state: dict):
     return field
 
 
-def run(steps: int = 2000, seed: int = 0, n_eval: int = 2000) -> list[BenchRecord]:
+def run(steps: int = 2000, seed: int = 0, n_eval: int = 2000, device: str = "cpu") -> list[BenchRecord]:
+    """On a GPU the memory recorded is the peak of torch's device allocator above what it held before the timed run
+    (the host's resident memory on the CPU)."""
     context = multiprocessing.get_context("spawn")
     results = {}
     for side in ("ours", "peer"):
         with context.Pool(1) as pool:
-            results[side] = pool.apply(_isolated, (side, steps, seed))
+            results[side] = pool.apply(_isolated, (side, steps, seed, device))
     ours = MLP((2,), hidden=WIDTH, depth=3)
     ours.load_state_dict(results["ours"][0])
     peer = _peer_field(results["peer"][0])
@@ -142,9 +185,10 @@ def run(steps: int = 2000, seed: int = 0, n_eval: int = 2000) -> list[BenchRecor
             name: wasserstein(integrate(model, x0, grids.uniform(100), RK4(), progress=False).final, target)
             for name, model in (("ours", ours), ("peer", peer))
         }
-    case = f"8gaussians-moons/exact-ot/{steps}-steps"
+    case = f"8gaussians-moons/exact-ot/{steps}-steps" + ("" if device == "cpu" else f"/{device}")
     return [
         compare("training", case, "steps_per_second", ours_rate, "torchcfm", peer_rate, "higher"),
-        compare("training", case, "peak_added_memory_mib", ours_memory, "torchcfm", peer_memory, "lower"),
+        compare("training", case, "peak_added_memory_mib" if device == "cpu" else "peak_added_device_memory_mib",
+                ours_memory, "torchcfm", peer_memory, "lower"),  # fmt: skip
         compare("training", case, f"w2_{n_eval}_samples", w2["ours"], "torchcfm", w2["peer"], "lower"),
     ]
