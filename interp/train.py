@@ -234,8 +234,9 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         decay = self.config.ema_decay
-        for ema_p, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-            ema_p.lerp_(p, 1 - decay)
+        # one fused call over every parameter (the same lerp per element as a loop of Tensor.lerp_, which cost a
+        # Python round trip per tensor every step)
+        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - decay)
         for ema_b, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             ema_b.copy_(b)
 
