@@ -83,7 +83,8 @@ class _PlanCoupling(Coupling):
     def pair(self, x0, x1, generator=None):
         _check_pair(x0, x1)
         plan = self.plan(x0, x1)
-        if not torch.isfinite(plan).all() or plan.sum() <= 0:
+        total = plan.sum()  # plans are >= 0, so a NaN or an infinity anywhere shows in the sum (one reduction)
+        if not bool(torch.isfinite(total)) or total <= 0:
             raise ValueError(f"{self.name}: the transport plan is degenerate (non-finite or zero)")
         i, j = self._pairs(plan, x0.shape[0], generator)
         return x0[i], x1[j]

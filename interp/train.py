@@ -202,6 +202,7 @@ class Trainer:
             (p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.get_default_dtype()
         )
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self._ema_pairs = (list(self.ema.parameters()), list(self.model.parameters()))  # walked once, not per step
         # Under torch.distributed (e.g. launched by torchrun) gradients are averaged across processes by DDP.
         self.module = nn.parallel.DistributedDataParallel(self.model) if self.world_size > 1 else self.model
         self.loss, self.coupling = loss, coupling or IndependentCoupling()
@@ -236,7 +237,7 @@ class Trainer:
         decay = self.config.ema_decay
         # one fused call over every parameter (the same lerp per element as a loop of Tensor.lerp_, which cost a
         # Python round trip per tensor every step)
-        torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - decay)
+        torch._foreach_lerp_(*self._ema_pairs, 1 - decay)
         for ema_b, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             ema_b.copy_(b)
 
