@@ -75,7 +75,7 @@ def distributed_exchange(sizes: list[int]) -> Exchange:
         padded[: tensor.shape[0]] = tensor
         buffers = [torch.empty_like(padded) for _ in sizes]
         dist.all_gather(buffers, padded)
-        return [b[: n] for b, n in zip(buffers, sizes, strict=True)]
+        return [b[:n] for b, n in zip(buffers, sizes, strict=True)]
 
     return exchange
 

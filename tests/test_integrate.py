@@ -136,14 +136,24 @@ def test_compiled_blocks_give_the_eager_path(solver):
     x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
     grid = grids.uniform(12, dtype=torch.float64)
     runs = [
-        integrate(dynamics, x0, grid, solver, generator=torch.Generator().manual_seed(3), record=True,
-                  progress=False, compile=compile, block=4)  # fmt: skip
+        integrate(
+            dynamics,
+            x0,
+            grid,
+            solver,
+            generator=torch.Generator().manual_seed(3),
+            record=True,
+            progress=False,
+            compile=compile,
+            block=4,
+        )
         for compile in (False, True)
     ]
     eager, fused = runs
     assert fused.attrs["compiled"] == "blocks" and fused.attrs["compile_seconds"] > 0
     assert "compile_fallback" not in fused.attrs and fused.nfe == eager.nfe == 12 * solver.nfe_per_step
-    assert torch.allclose(fused.states, eager.states, atol=1e-12, rtol=0) and fused.seed == eager.seed == (3 if solver.stochastic else None)
+    assert torch.allclose(fused.states, eager.states, atol=1e-12, rtol=0)
+    assert fused.seed == eager.seed == (3 if solver.stochastic else None)
     if not solver.stochastic:  # and both against the closed form's RK4 error scale
         exact = x0 * torch.exp(-(grid + grid**2 / 2))[:, None, None]
         assert (fused.states - exact).abs().max() < 1e-5  # RK4 at h = 1/12: about 3e-6

@@ -64,8 +64,9 @@ def run(seed: int = 0, device: str = "cpu", batches=(4096, 64), repeats: int = 1
                 compiled_s, eager_s = _paired_times(lambda s=solve: s(True), lambda s=solve: s(False), repeats)
                 mode = first.attrs.get("compiled", "none")
                 records.append(
-                    compare("driver", case, f"samples_per_s/{mode}", batch / compiled_s, "eager", batch / eager_s,
-                            "higher")
+                    compare(
+                        "driver", case, f"samples_per_s/{mode}", batch / compiled_s, "eager", batch / eager_s, "higher"
+                    )
                 )
                 records.append(
                     compare("driver", case, "first_call_s", first_seconds, "one eager run", eager_s, "lower")

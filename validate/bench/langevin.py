@@ -208,9 +208,15 @@ def _case(name, target, step, baoab_step, chains, peer, seed, device="cpu", long
     records.append(compare("langevin", label, "compile seconds", compile_seconds, peer, peer_compile, "lower"))
     for factor, what in ((1, f"{LONG:.0e} steps"), (10, f"{10 * LONG:.0e} steps, projected")):
         records.append(
-            compare("langevin", label, f"ESS/s incl. compilation, {what}",
-                    factor * ess / (compile_seconds + factor * seconds), peer,
-                    factor * peer_ess / (peer_compile + factor * peer_seconds), "higher")  # fmt: skip
+            compare(
+                "langevin",
+                label,
+                f"ESS/s incl. compilation, {what}",
+                factor * ess / (compile_seconds + factor * seconds),
+                peer,
+                factor * peer_ess / (peer_compile + factor * peer_seconds),
+                "higher",
+            )
         )
     if baoab_step is not None:
         baoab, baoab_seconds, _, _ = _ours(BAOAB(baoab_step), ours, x0, seed, compile=True)

@@ -200,9 +200,23 @@ def run(steps: int = 2000, seed: int = 0, n_eval: int = 2000, device: str = "cpu
     case = f"8gaussians-moons/exact-ot/{steps}-steps" + ("" if device == "cpu" else f"/{device}")
     return [
         compare("training", case, "steps_per_second", ours_rate, "torchcfm", peer_rate, "higher"),
-        compare("training", case, "peak_added_memory_mib" if device == "cpu" else "peak_added_device_memory_mib",
-                ours_memory, "torchcfm", peer_memory, "lower"),  # fmt: skip
+        compare(
+            "training",
+            case,
+            "peak_added_memory_mib" if device == "cpu" else "peak_added_device_memory_mib",
+            ours_memory,
+            "torchcfm",
+            peer_memory,
+            "lower",
+        ),
         compare("training", case, f"w2_{n_eval}_samples", w2["ours"], "torchcfm", w2["peer"], "lower"),
-        compare("training", case, "peak_process_memory_mib" if device == "cpu" else "peak_device_memory_mib",
-                ours_total, "torchcfm", peer_total, "lower"),  # fmt: skip
+        compare(
+            "training",
+            case,
+            "peak_process_memory_mib" if device == "cpu" else "peak_device_memory_mib",
+            ours_total,
+            "torchcfm",
+            peer_total,
+            "lower",
+        ),
     ]
