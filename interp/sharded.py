@@ -41,7 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from . import _shards
+from ._shards import ShardGroup, ThreadExchange, distributed_exchange, joined, seed_state
 from .langevin import Chains
 from .results import Trajectory
 from .train import world
@@ -59,7 +59,7 @@ def shard_slice(n: int, index: int, shards: int) -> slice:
 def shard_generator(seed: int, index: int, device="cpu") -> torch.Generator:
     """The generator of shard ``index`` for the run seeded ``seed``: seeded from numpy's ``SeedSequence([seed,
     index])``, so shards draw independent streams and the same shard always draws the same one."""
-    return torch.Generator(device=device).manual_seed(_shards.seed_state(seed, index))
+    return torch.Generator(device=device).manual_seed(seed_state(seed, index))
 
 
 def sharded(fn: Callable[[Tensor, torch.Generator], object], x: Tensor, *, seed: int, shards: int | None = None):
@@ -90,13 +90,13 @@ def sharded(fn: Callable[[Tensor, torch.Generator], object], x: Tensor, *, seed:
         shard = x[shard_slice(n, index, shards)], shard_generator(seed, index, x.device)
         if shards == 1:
             return fn(*shard)
-        with _shards.joined(_shards.ShardGroup(index, sizes, seed, exchange)):
+        with joined(ShardGroup(index, sizes, seed, exchange)):
             return fn(*shard)
 
     if size == 1:
         parts = _in_threads(run, shards)
     else:
-        parts = _all_gather(run(rank, _shards.distributed_exchange(sizes)), sizes)
+        parts = _all_gather(run(rank, distributed_exchange(sizes)), sizes)
     return _join(parts, seed, shards)
 
 
@@ -106,7 +106,7 @@ def _in_threads(run, shards: int) -> list:
     is raised (the others stop at the broken barrier)."""
     if shards == 1:
         return [run(0, None)]
-    exchange = _shards.ThreadExchange(shards)
+    exchange = ThreadExchange(shards)
     results: list = [None] * shards
     errors: list[BaseException | None] = [None] * shards
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .. import _shards
 from .._checks import check_batch, time_column
 from .._random import randn_like
+from .._shards import current as current_shard_group
 from ..grids import check_grid
 from ..results import Trajectory
 from ..smc import SCHEMES, DegenerateWeightsError, Particles, ResamplePolicy, resample_indices
@@ -95,7 +95,7 @@ def run_weighted(
     # Inside a sharded run the weights, their normaliser and the resampling are global: every shard holds the
     # log-weights of all particles (all-gathered), draws the one resampling from a generator seeded alike on every
     # shard, and takes its new particles' rows from the gathered ones (docs/design.md, "Scale").
-    group = _shards.current()
+    group = current_shard_group()
     if group is not None and group.sizes[group.index] != x.shape[0]:
         raise ValueError(f"shard {group.index} holds {x.shape[0]} particles; its group expects {group.sizes}")
     rows = group.rows if group is not None else (lambda t: t)

@@ -22,7 +22,7 @@ from interp.nets import MLP
 from interp.records import BenchRecord, compare
 from interp.solvers import RK4, DPMSolverPP, Euler, EulerMaruyama
 
-from .overhead import _paired_times
+from .overhead import paired_times
 
 
 def run(seed: int = 0, device: str = "cpu", batches=(4096, 64), repeats: int = 15) -> list[BenchRecord]:
@@ -61,7 +61,7 @@ def run(seed: int = 0, device: str = "cpu", batches=(4096, 64), repeats: int = 1
                 eager = solve(False)
                 if not torch.allclose(first.states, eager.states, rtol=1e-4, atol=1e-4):
                     raise AssertionError(f"{case}: the compiled solve differs from the eager one")
-                compiled_s, eager_s = _paired_times(lambda s=solve: s(True), lambda s=solve: s(False), repeats)
+                compiled_s, eager_s = paired_times(lambda s=solve: s(True), lambda s=solve: s(False), repeats)
                 mode = first.attrs.get("compiled", "none")
                 records.append(
                     compare(

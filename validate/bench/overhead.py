@@ -23,7 +23,7 @@ from interp.records import BenchRecord, compare
 from interp.solvers import RK4, DPMSolverPP, Euler, UniPC
 
 
-def _paired_times(ours, peer, repeats: int) -> tuple[float, float]:
+def paired_times(ours, peer, repeats: int) -> tuple[float, float]:
     """Median wall times of ``ours`` and ``peer``, run alternately (one warm-up each) so that drifts of the
     machine's speed hit both alike."""
     ours(), peer()
@@ -63,7 +63,7 @@ def overhead_records(seed: int, batch: int = 4096, nfe: int = 20, repeats: int =
             (UniPC(interpolant, 2), nfe),
         ):
             grid = grids.uniform(steps, lo, hi, dtype=torch.float32)
-            ours, peer = _paired_times(
+            ours, peer = paired_times(
                 lambda s=solver, g=grid: integrate(field, x0, g, s, progress=False), bare, repeats
             )
             records.append(
@@ -76,16 +76,23 @@ def overhead_records(seed: int, batch: int = 4096, nfe: int = 20, repeats: int =
 
         for solver, steps in ((Euler(), nfe), (DPMSolverPP(interpolant, 2), nfe), (UniPC(interpolant, 2), nfe)):
             grid = grids.uniform(steps, lo, hi, dtype=torch.float32)
-            overhead, bare_s = _paired_times(
+            overhead, bare_s = paired_times(
                 lambda s=solver, g=grid: integrate(free, x0, g, s, progress=False), bare, repeats
             )
             records.append(
-                compare("solvers", case, f"overhead_ratio/{solver.name}", bare_s + overhead, f"{nfe} bare evaluations",
-                        bare_s, "lower")  # fmt: skip
+                compare(
+                    "solvers",
+                    case,
+                    f"overhead_ratio/{solver.name}",
+                    bare_s + overhead,
+                    f"{nfe} bare evaluations",
+                    bare_s,
+                    "lower",
+                )  # fmt: skip
             )
         for solver, method, steps in ((Euler(), "euler", nfe), (RK4(), "rk4", nfe // 4)):
             grid = grids.uniform(steps, lo, hi, dtype=torch.float32)
-            ours, peer = _paired_times(
+            ours, peer = paired_times(
                 lambda s=solver, g=grid: integrate(field, x0, g, s, progress=False),
                 lambda g=grid, m=method: torchdiffeq.odeint(field, x0, g, method=m),
                 repeats,
