@@ -162,3 +162,120 @@ def bw2_uvp(x: Tensor, target_mean: Tensor, target_cov: Tensor) -> float:
     cov = torch.cov(xd.T).reshape(xd.shape[1], xd.shape[1])
     target_mean, target_cov = target_mean.double().to(xd.device), target_cov.double().to(xd.device)
     return 100.0 * bures_wasserstein2(mean, cov, target_mean, target_cov) / (0.5 * float(torch.trace(target_cov)))
+
+
+# ---------------------------------------------------------------------- forecast scores
+FORECAST_QUANTILES = tuple(q / 10 for q in range(1, 10))
+"""The quantile levels 0.1 … 0.9 of the forecasting benchmarks (GluonTS, Chronos, TSDiff)."""
+
+
+def _forecast_array(value, name: str, ndim: int) -> np.ndarray:
+    array = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value, dtype=np.float64)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions; got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite; it has {int((~np.isfinite(array)).sum())} non-finite entries")
+    return array
+
+
+def weighted_quantile_loss(targets, quantile_forecasts, quantiles=FORECAST_QUANTILES) -> float:
+    r"""Mean weighted quantile loss over ``quantiles`` (GluonTS ``mean_wQuantileLoss``, the "WQL" of Chronos and the
+    "CRPS" of TSDiff): for each level :math:`q`,
+    :math:`2\sum_{i,h}|(y_{ih} - \hat y^{q}_{ih})(\mathbb 1[y_{ih} \le \hat y^{q}_{ih}] - q)| / \sum_{i,h}|y_{ih}|`,
+    summed over every series and step of the task, then averaged over the levels.
+
+    Args:
+        targets: ``(series, horizon)``.
+        quantile_forecasts: ``(series, quantiles, horizon)``; a point forecast scored as every quantile is
+            ``point[:, None, :]`` repeated (how the published seasonal-naive rows are scored).
+        quantiles: the levels, in (0, 1).
+
+    Example:
+        >>> weighted_quantile_loss([[1.0, 2.0]], [[[1.0, 2.0]]], quantiles=(0.5,))
+        0.0
+    """
+    y = _forecast_array(targets, "targets", 2)
+    f = _forecast_array(quantile_forecasts, "quantile_forecasts", 3)
+    q = np.asarray(quantiles, dtype=np.float64)
+    if q.ndim != 1 or not ((q > 0) & (q < 1)).all():
+        raise ValueError(f"quantiles must be levels in (0, 1); got {quantiles}")
+    if f.shape != (y.shape[0], q.shape[0], y.shape[1]):
+        raise ValueError(f"quantile_forecasts must have shape (series, quantiles, horizon) = "
+                         f"{(y.shape[0], q.shape[0], y.shape[1])}; got {f.shape}")  # fmt: skip
+    scale = np.abs(y).sum()
+    if scale == 0:
+        raise ValueError("the targets are all zero: the weighted quantile loss is undefined (its scale is 0)")
+    below = (y[:, None, :] <= f).astype(np.float64)
+    losses = 2 * np.abs((y[:, None, :] - f) * (below - q[None, :, None])).sum(axis=(0, 2)) / scale
+    return float(losses.mean())
+
+
+def seasonal_error(history, season: int) -> float:
+    r"""The MASE scale of one series: :math:`\frac1{n-m}\sum_{t>m}|x_t - x_{t-m}|` over its history, with
+    :math:`m` = ``season``, or 1 when the history is not longer than one season (as GluonTS)."""
+    x = _forecast_array(history, "history", 1)
+    m = season if season < x.shape[0] else 1
+    if x.shape[0] < 2:
+        raise ValueError(f"a history needs at least 2 points for the MASE scale; got {x.shape[0]}")
+    return float(np.abs(x[m:] - x[:-m]).mean())
+
+
+def mase(targets, forecasts, histories, season: int, *, constant: str = "raise") -> float:
+    r"""Mean absolute scaled error averaged over series (GluonTS's per-series MASE, then the mean): each series'
+    mean absolute error over the horizon divided by :func:`seasonal_error` of its history.
+
+    A history whose seasonal differences are all zero (a constant series) has scale 0 and no finite MASE:
+    ``constant="raise"`` (default) refuses it naming the series, ``constant="skip"`` leaves it out of the mean.
+
+    Args:
+        targets: ``(series, horizon)``.
+        forecasts: ``(series, horizon)`` point forecasts (the median for a probabilistic forecast).
+        histories: one 1-D history per series (lengths may differ).
+        season: 12 monthly, 4 quarterly, 1 yearly.
+    """
+    y = _forecast_array(targets, "targets", 2)
+    f = _forecast_array(forecasts, "forecasts", 2)
+    if f.shape != y.shape:
+        raise ValueError(f"forecasts must have the targets' shape {y.shape}; got {f.shape}")
+    if len(histories) != y.shape[0]:
+        raise ValueError(f"{len(histories)} histories for {y.shape[0]} series")
+    if not (isinstance(season, int) and season >= 1):
+        raise ValueError(f"season must be a positive integer; got {season!r}")
+    if constant not in ("raise", "skip"):
+        raise ValueError(f"constant must be 'raise' or 'skip'; got {constant!r}")
+    scores = []
+    for i, history in enumerate(histories):
+        scale = seasonal_error(history, season)
+        if scale == 0:
+            if constant == "raise":
+                raise ValueError(f"series {i} has a constant history (MASE scale 0); pass constant='skip' to leave "
+                                 "such series out")  # fmt: skip
+            continue
+        scores.append(np.abs(y[i] - f[i]).mean() / scale)
+    if not scores:
+        raise ValueError("every series has a constant history: MASE is undefined")
+    return float(np.mean(scores))
+
+
+def crps_from_samples(samples, targets) -> float:
+    r"""Continuous ranked probability score of a sample forecast, averaged over every entry:
+    :math:`E|X - y| - \tfrac12 E|X - X'|` with both expectations over the ``m`` samples (the :math:`1/m^2` form,
+    from sorted samples in :math:`O(m\log m)`).
+
+    Args:
+        samples: ``(m, ...)`` draws of the forecast.
+        targets: ``(...)`` the observed values.
+    """
+    x = np.asarray(samples.detach().cpu() if isinstance(samples, Tensor) else samples, dtype=np.float64)
+    y = np.asarray(targets.detach().cpu() if isinstance(targets, Tensor) else targets, dtype=np.float64)
+    if x.ndim < 1 or x.shape[1:] != y.shape or x.shape[0] < 1:
+        raise ValueError(f"samples must have shape (m, *targets.shape) = (m, {y.shape}); got {x.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("samples and targets must be finite")
+    m = x.shape[0]
+    first = np.abs(x - y[None]).mean(axis=0)
+    ordered = np.sort(x, axis=0)
+    # sum_{i,j} |x_i - x_j| = 2 sum_k (2k - m + 1) x_(k) for the sorted samples x_(0) <= ... <= x_(m-1)
+    weights = (2 * np.arange(m) - m + 1).reshape((m,) + (1,) * y.ndim)
+    spread = 2 * (weights * ordered).sum(axis=0) / m**2
+    return float((first - 0.5 * spread).mean())
