@@ -4,6 +4,7 @@ MASE and WQL (the point forecast scored at every quantile) of the benchmark rows
 
 import numpy as np
 import pytest
+import torch
 
 from interp.metrics import FORECAST_QUANTILES, crps_from_samples, mase, seasonal_error, weighted_quantile_loss
 from problems.time_series.data import TASKS, load_task, seasonal_naive
@@ -55,7 +56,7 @@ def test_scores_against_definitions_computed_another_way():
     assert seasonal_error(history, 2) == pytest.approx((1 + 3 + 2) / 3) and seasonal_error(history, 9) == 2.25
     assert mase([[2.0, 4.0]], [[1.0, 1.0]], [history], 1) == pytest.approx(2.0 / 2.25)
     samples = rng.normal(size=(40, 2))
-    brute = (np.abs(samples - [0.1, -1.0]).mean(0) - 0.5 * np.abs(samples[:, None] - samples[None]).mean((0, 1)))
+    brute = np.abs(samples - [0.1, -1.0]).mean(0) - 0.5 * np.abs(samples[:, None] - samples[None]).mean((0, 1))
     assert crps_from_samples(samples, np.array([0.1, -1.0])) == pytest.approx(brute.mean(), rel=1e-12)
     # a point forecast's CRPS is its absolute error
     assert crps_from_samples(np.full((5, 1), 2.0), np.array([3.5])) == pytest.approx(1.5)
@@ -90,3 +91,35 @@ def test_statistical_baselines_reproduce_the_published_rows_on_m1_yearly():
         # 20 % interval (36 of 181 series here), so only the median/0.4/0.6 steps may cross
         assert method == "auto-theta" or crossed.size == 0, method
         assert set(crossed[:, 1].tolist()) <= {3, 4}, method
+
+
+def test_ar2_seasonal_window_covariance_against_the_state_space_solution():
+    # the AR(2) part from the stationary covariance of its companion form (a discrete Lyapunov equation), computed
+    # apart from the Yule-Walker recursion of the module; the seasonal part from a, b ~ N(0, s^2)
+    from scipy.linalg import solve_discrete_lyapunov
+
+    from problems.time_series.gaussian import ar2_seasonal_covariance, exact_posterior, observation, window_prior
+
+    phi, noise, period, seasonal, length = (0.5, -0.3), 0.7, 4, 1.3, 7
+    F = np.array([[phi[0], phi[1]], [1.0, 0.0]])
+    P = solve_discrete_lyapunov(F, np.diag([noise**2, 0.0]))
+    gammas = [P[0, 0]]
+    state = P.copy()
+    for _ in range(1, length):
+        state = F @ state
+        gammas.append(state[0, 0])
+    lags = np.arange(length)
+    expected = np.array(gammas)[np.abs(lags[:, None] - lags[None, :])]
+    expected += seasonal**2 * np.cos(2 * np.pi * (lags[:, None] - lags[None, :]) / period)
+    got = ar2_seasonal_covariance(length, phi, noise, period, seasonal).numpy()
+    assert np.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="not stationary"):
+        ar2_seasonal_covariance(5, (0.9, 0.5))
+    # the exact forecast: the conditional Gaussian of the horizon given the context, as sigma_y -> 0
+    prior = window_prior(5, 2)
+    y = torch.tensor([0.3, -1.0, 0.5, 2.0, -0.2], dtype=torch.float64)
+    cov = prior.covariances[0]
+    conditional = cov[5:, :5] @ torch.linalg.solve(cov[:5, :5], y)
+    posterior = exact_posterior(prior, y, 5, 1e-6)
+    assert torch.allclose(posterior.means[0, 5:], conditional, atol=1e-8)
+    assert observation(5, 2).shape == (5, 7)
