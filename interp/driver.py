@@ -12,7 +12,6 @@ recorded with the states, into ``Trajectory.extras``.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -25,7 +24,7 @@ from .dynamics import SDE
 from .grids import check_grid
 from .results import Trajectory
 from .solvers.base import Solver, init_state
-from .stepping import FusedSteps, NonFiniteStateError, StepLoop, record_indices, seeded_generator
+from .stepping import FusedSteps, NonFiniteStateError, StepLoop, compile_fallback, record_indices, seeded_generator
 
 __all__ = ["NonFiniteStateError", "integrate"]
 
@@ -237,22 +236,12 @@ def _compile_field(dynamics, name: str, info: dict):
         except Exception as error:  # compilation failed; an error of the field itself recurs eagerly below
             out = eager(t, x)
             compiled = None
-            info["compile_fallback"] = _fallback_warning(name, error)
+            info["compile_fallback"] = compile_fallback(name, error, stacklevel=5)
         info["compile_seconds"] = time.perf_counter() - started
         return out
 
     counted.fn = field
     return dynamics
-
-
-def _fallback_warning(name: str, error: Exception) -> str:
-    reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-    warnings.warn(
-        f"{name}: torch.compile is unavailable here ({reason[:300]}); running the steps eagerly (same numbers, slower)",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-    return reason
 
 
 def _run_blocks(dynamics, x0, times, solver, step, increment, loop, block, info):

@@ -169,9 +169,9 @@ FORECAST_QUANTILES = tuple(q / 10 for q in range(1, 10))
 """The quantile levels 0.1 … 0.9 of the forecasting benchmarks (GluonTS, Chronos, TSDiff)."""
 
 
-def _forecast_array(value, name: str, ndim: int) -> np.ndarray:
+def _forecast_array(value, name: str, ndim: int | None = None) -> np.ndarray:
     array = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value, dtype=np.float64)
-    if array.ndim != ndim:
+    if ndim is not None and array.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions; got shape {array.shape}")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} must be finite; it has {int((~np.isfinite(array)).sum())} non-finite entries")
@@ -266,12 +266,9 @@ def crps_from_samples(samples, targets) -> float:
         samples: ``(m, ...)`` draws of the forecast.
         targets: ``(...)`` the observed values.
     """
-    x = np.asarray(samples.detach().cpu() if isinstance(samples, Tensor) else samples, dtype=np.float64)
-    y = np.asarray(targets.detach().cpu() if isinstance(targets, Tensor) else targets, dtype=np.float64)
+    x, y = _forecast_array(samples, "samples"), _forecast_array(targets, "targets")
     if x.ndim < 1 or x.shape[1:] != y.shape or x.shape[0] < 1:
         raise ValueError(f"samples must have shape (m, *targets.shape) = (m, {y.shape}); got {x.shape}")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("samples and targets must be finite")
     m = x.shape[0]
     first = np.abs(x - y[None]).mean(axis=0)
     ordered = np.sort(x, axis=0)

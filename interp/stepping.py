@@ -28,7 +28,15 @@ from tqdm.auto import tqdm
 
 from ._random import seeded_generator
 
-__all__ = ["ConvergenceError", "FusedSteps", "NonFiniteStateError", "StepLoop", "record_indices", "seeded_generator"]
+__all__ = [
+    "ConvergenceError",
+    "FusedSteps",
+    "NonFiniteStateError",
+    "StepLoop",
+    "compile_fallback",
+    "record_indices",
+    "seeded_generator",
+]
 
 
 class ConvergenceError(RuntimeError):
@@ -191,6 +199,19 @@ class StepLoop:
         return torch.stack(self.states), {name: torch.stack(values) for name, values in self.extras.items()}
 
 
+def compile_fallback(name: str, error: Exception, stacklevel: int = 3) -> str:
+    """Warn (``RuntimeWarning``) that compilation failed and the steps run eagerly; return the one-line reason
+    recorded as ``compile_fallback``."""
+    text = str(error).strip()
+    reason = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+    warnings.warn(
+        f"{name}: torch.compile is unavailable here ({reason[:300]}); running the steps eagerly (same numbers, slower)",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )
+    return reason
+
+
 class FusedSteps:
     """``block`` steps of a tensor-only step function in one call, compiled with :func:`torch.compile` when asked
     (docs/design.md, "Compiled stepping").
@@ -236,13 +257,7 @@ class FusedSteps:
             out = self._compiled_fn(carry, noise)
         except Exception as error:  # compilation failed; an error of the step itself recurs eagerly below
             out = self._run(carry, noise)
-            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-            self.compiled, self.fallback, self._compiled_fn = False, reason, None
-            warnings.warn(
-                f"{self.name}: torch.compile is unavailable here ({reason[:300]}); running the steps eagerly "
-                "(same numbers, slower)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            self.compiled, self._compiled_fn = False, None
+            self.fallback = compile_fallback(self.name, error, stacklevel=4)
         self.first_call_seconds = time.perf_counter() - started
         return out

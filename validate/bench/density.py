@@ -36,6 +36,7 @@ from interp.records import BenchRecord, compare
 from interp.solvers import RK4, Euler, EulerMaruyama, Torchdiffeq
 
 from ..cases import exact_marginals
+from . import synchronise
 
 N, STEPS = 10_000, 500
 REPEATS = 5
@@ -200,18 +201,17 @@ def _network_cost(vp, lo, hi, x0, seed, device="cpu") -> list[BenchRecord]:
 
     sde = _plain_sde(vp, score)
 
-    def synchronised(out):
-        if x0.device.type == "cuda":
-            torch.cuda.synchronize(x0.device)
-        return out
-
     def plain():
         generator = torch.Generator(x0.device).manual_seed(seed)
-        return synchronised(integrate(sde, x0, grid, EulerMaruyama(), generator=generator, progress=False))
+        out = integrate(sde, x0, grid, EulerMaruyama(), generator=generator, progress=False)
+        synchronise(x0.device)
+        return out
 
     def tracked():
         generator = torch.Generator(x0.device).manual_seed(seed)
-        return synchronised(ito_log_density(score, x0, grid, interpolant=vp, generator=generator, progress=False))
+        out = ito_log_density(score, x0, grid, interpolant=vp, generator=generator, progress=False)
+        synchronise(x0.device)
+        return out
 
     with torch.no_grad():
         plain(), tracked()  # warm-up

@@ -22,6 +22,7 @@ from interp.nets import MLP
 from interp.records import BenchRecord, compare
 from interp.solvers import RK4, DPMSolverPP, Euler, EulerMaruyama
 
+from . import synchronise
 from .overhead import paired_times
 
 
@@ -51,8 +52,7 @@ def run(seed: int = 0, device: str = "cpu", batches=(4096, 64), repeats: int = 1
                 def solve(compile, dynamics=dynamics, solver=solver, grid=grid, x0=x0):
                     generator = torch.Generator(device=device).manual_seed(seed)
                     out = integrate(dynamics, x0, grid, solver, generator=generator, progress=False, compile=compile)
-                    if device != "cpu":
-                        torch.cuda.synchronize()
+                    synchronise(device)
                     return out
 
                 started = time.perf_counter()

@@ -32,6 +32,8 @@ from interp.analytic import Funnel, GaussianMixture
 from interp.langevin import BAOAB, MALA, LangevinTarget, run_chains
 from interp.records import BenchRecord, compare
 
+from . import synchronise
+
 CHAIN_COUNTS, STEPS, BURN_IN = (64, 1024), 2000, 500  # 1024: the per-step overhead spread over many chains
 LONG, THIN = 10_000, 10  # the run timed with its compilation
 BLOCK = 8  # steps per compiled call (longer blocks compile for minutes and run no faster)
@@ -103,8 +105,7 @@ def _ours(kernel, target, x0, seed, *, steps=None, compile=False, thin=1):
     started = time.perf_counter()
     out = run_chains(kernel, target, x0, steps, generator=torch.Generator(device).manual_seed(seed), burn_in=BURN_IN,
                      thin=thin, progress=False, block=BLOCK, compile=compile)  # fmt: skip
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronise(device)
     seconds = time.perf_counter() - started
     acceptance = float(out.acceptance.mean()) if out.acceptance is not None else math.nan
     return out.draws.cpu().numpy(), seconds, acceptance, compile_seconds

@@ -44,6 +44,8 @@ from interp.records import BenchRecord, compare
 from interp.solvers import RK4
 from interp.train import TrainConfig, Trainer
 
+from . import synchronise
+
 WIDTH, BATCH, LEARNING_RATE = 64, 256, 1e-3
 ROUNDS = 3  # fresh processes per side, alternating; steps/s is the best round, memory the median
 
@@ -56,11 +58,6 @@ def sample_moons(n: int, generator: torch.Generator) -> torch.Tensor:
     seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
     x, _ = make_moons(n, noise=0.2, random_state=seed)
     return torch.as_tensor(3.0 * (x - np.array([0.5, 0.25])), dtype=torch.float32)
-
-
-def _synchronise(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
 
 
 def train_ours(steps: int, seed: int, device: str = "cpu"):
@@ -82,7 +79,7 @@ def train_ours(steps: int, seed: int, device: str = "cpu"):
     )
     start = time.perf_counter()
     trainer.fit()
-    _synchronise(device)
+    synchronise(device)
     return trainer.model.eval(), steps / (time.perf_counter() - start)
 
 
@@ -104,7 +101,7 @@ def train_torchcfm(steps: int, seed: int, device: str = "cpu"):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    _synchronise(device)
+    synchronise(device)
     rate = steps / (time.perf_counter() - start)
 
     field = _peer_field(model.state_dict())
@@ -148,7 +145,7 @@ def _isolated(side: str, steps: int, seed: int, device: str = "cpu"):
     train(50, seed + 1, device)  # warm-up run, discarded: one-time library and allocator start-up is not throughput
     gc.collect()
     if device.startswith("cuda"):  # on a GPU: the allocator's own peak of device memory
-        _synchronise(device)
+        synchronise(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device) / 2**20
     else:
