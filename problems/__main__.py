@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ADAPTERS = {"single-cell": "problems.single_cell.cli"}
+ADAPTERS = {"single-cell": "problems.single_cell.cli", "time-series": "problems.time_series.cli"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,3 +123,233 @@ def test_ar2_seasonal_window_covariance_against_the_state_space_solution():
     posterior = exact_posterior(prior, y, 5, 1e-6)
     assert torch.allclose(posterior.means[0, 5:], conditional, atol=1e-8)
     assert observation(5, 2).shape == (5, 7)
+
+
+# --- the window model's data: scaling, padding, masks ----------------------------------------------------------------
+
+
+def test_windows_are_scaled_by_their_context_and_short_series_are_padded_and_masked():
+    from problems.time_series.model import scale_context, training_windows
+
+    long = 100.0 + np.arange(10.0)  # 10 values: windows of 3 + 2 at every position
+    short = np.array([5.0, 7.0, 9.0])  # shorter than a window: right-aligned, two masked front positions
+    windows, spread = training_windows([long, short], context=3, horizon=2)
+    assert windows.shape == (6 + 1, 2, 5) and windows.dtype == torch.float32
+    values, mask = windows[:, 0].double().numpy() * spread, windows[:, 1].numpy()
+    assert mask[:6].all() and (mask[6] == [0, 0, 1, 1, 1]).all() and (values[6, :2] == 0).all()
+    # the first window (100, 101, 102 | 103, 104): centred on the context's mean, divided by its mean |y|
+    assert np.allclose(values[0], (np.arange(100.0, 105.0) - 101.0) / 101.0, atol=1e-6)
+    # the short one: context (NaN, NaN, 5) observed at one position only
+    assert np.allclose(values[6, 2:], (np.array([5.0, 7.0, 9.0]) - 5.0) / 5.0, atol=1e-6)
+    # the spread makes the observed values unit root-mean-square
+    observed = windows[:, 0][windows[:, 1] > 0].double()
+    assert float(observed.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-5)
+    m, s = scale_context(np.array([[2.0, 2.0], [0.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 1], [1, 1], [0, 0]]), 3.0)
+    assert m.tolist() == [2.0, 0.0, 0.0] and s.tolist() == [6.0, 3.0, 3.0]  # constant; all-zero; none observed
+    with pytest.raises(ValueError, match="no training window"):
+        training_windows([np.array([np.nan, np.nan, 1.0])], context=2, horizon=1)
+
+
+def test_the_window_loss_ignores_padded_positions():
+    from problems.time_series.model import WindowLoss
+
+    loss = WindowLoss("vp", context=3)
+    rows = torch.randn(4, 2, 5, generator=torch.Generator().manual_seed(0))
+    rows[:, 1] = 1.0
+    rows[:, 1, :2] = 0.0
+    changed = rows.clone()
+    changed[:, 0, :2] += 10.0  # the padded values change, the observed do not
+
+    def pointwise(t, x):  # a model without mixing across positions, so only the weights can drop the padding
+        return 0.5 * x
+
+    t = torch.full((4,), 0.6)
+    x0 = torch.randn(4, 2, 5, generator=torch.Generator().manual_seed(1))
+    a = loss(pointwise, x0, rows, t=t, generator=torch.Generator().manual_seed(2))
+    b = loss(pointwise, x0, changed, t=t, generator=torch.Generator().manual_seed(2))
+    assert torch.isfinite(a) and torch.allclose(a, b)
+    unmasked = rows.clone()
+    unmasked[:, 1] = 1.0
+    assert not torch.allclose(loss(pointwise, x0, unmasked, t=t), loss(pointwise, x0, changed.clone(), t=t))
+
+
+def test_contexts_scale_and_unscale_forecasts():
+    from problems.time_series.forecast import Contexts, summarise
+
+    histories = [np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, np.nan, 30.0])]
+    ctx = Contexts.of(histories, context=3, spread=2.0)
+    assert ctx.mask.tolist() == [[True, True, True], [True, False, True]]
+    assert ctx.m.tolist() == [3.0, 20.0] and ctx.s.tolist() == [6.0, 40.0]
+    forecast = np.array([[5.0, 6.0], [40.0, 50.0]])
+    assert np.allclose(ctx.unscaled(ctx.scaled(forecast)), forecast)
+    paths = np.random.default_rng(0).normal(size=(2, 400, 3))
+    median, quantiles = summarise(paths)
+    assert median.shape == (2, 3) and quantiles.shape == (2, 9, 3)
+    assert (np.diff(quantiles, axis=1) >= 0).all()
+
+
+# --- a user's series: reading and refusing ----------------------------------------------------------------------------
+
+
+def _long_csv(path, rows):
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=["unique_id", "ds", "y"]).to_csv(path, index=False)
+    return path
+
+
+def _good_rows():
+    return [(sid, d, float(v)) for sid, base in (("a", 10), ("b", 50)) for d, v in enumerate(base + np.arange(8.0))]
+
+
+def test_read_series_from_long_csv_and_netcdf(tmp_path):
+    import xarray as xr
+
+    from problems.time_series.data import read_series
+
+    rows = _good_rows()
+    rows[1] = ("a", 1, np.nan)  # a missing value in a history is allowed
+    task = read_series(_long_csv(tmp_path / "s.csv", rows), horizon=3, season=2)
+    assert task.ids == ("a", "b") and task.targets.tolist() == [[15.0, 16.0, 17.0], [55.0, 56.0, 57.0]]
+    assert np.isnan(task.histories[0][1]) and task.histories[1].tolist() == [50.0, 51.0, 52.0, 53.0, 54.0]
+    assert (task.horizon, task.season, task.name) == (3, 2, "s")
+    data = xr.Dataset({"y": (("series", "time"), np.arange(12.0).reshape(2, 6))}, coords={"series": ["u", "v"]})
+    data.to_netcdf(tmp_path / "s.nc")
+    task = read_series(tmp_path / "s.nc", horizon=2)
+    assert task.ids == ("u", "v") and task.targets.tolist() == [[4.0, 5.0], [10.0, 11.0]]
+
+
+@pytest.mark.parametrize(
+    "edit, horizon, message",
+    [
+        (lambda r: r, 0, "positive integer"),
+        (lambda r: r, 8, "too short"),
+        (lambda r: [(i, d, "x" if k == 3 else v) for k, (i, d, v) in enumerate(r)], 2, "y must be numeric"),
+        (lambda r: [(i, "tuesday" if k == 3 else d, v) for k, (i, d, v) in enumerate(r)], 2, "numbers or dates"),
+        (lambda r: [r[1], r[0]] + r[2:], 2, "not increasing"),
+        (lambda r: r + [r[0]], 2, "duplicate timestamps"),
+        (lambda r: [(i, d, np.nan if k == 7 else v) for k, (i, d, v) in enumerate(r)], 2, "held-out"),
+        (lambda r: [(i, d, np.nan if i == "a" else v) for i, d, v in r], 2, "held-out"),
+        (lambda r: [(i, d, np.nan if i == "a" and d < 6 else v) for i, d, v in r], 2, "no observed value"),
+    ],
+)
+def test_read_series_refuses_bad_files(tmp_path, edit, horizon, message):
+    from problems.time_series.data import read_series
+
+    path = _long_csv(tmp_path / "bad.csv", edit(_good_rows()))
+    with pytest.raises(ValueError, match=message):
+        read_series(path, horizon=horizon)
+
+
+def test_read_series_refuses_bad_formats(tmp_path):
+    import xarray as xr
+
+    from problems.time_series.data import read_series
+
+    (tmp_path / "s.txt").write_text("1,2,3")
+    with pytest.raises(ValueError, match="unknown series format"):
+        read_series(tmp_path / "s.txt", horizon=1)
+    (tmp_path / "c.csv").write_text("id,ds,y\na,1,2\n")
+    with pytest.raises(ValueError, match="missing columns"):
+        read_series(tmp_path / "c.csv", horizon=1)
+    data = xr.Dataset({"y": (("series", "time"), np.ones((2, 4)))}, coords={"series": ["u", "u"]})
+    data.to_netcdf(tmp_path / "d.nc")
+    with pytest.raises(ValueError, match="duplicate series id 'u'"):
+        read_series(tmp_path / "d.nc", horizon=1)
+    with pytest.raises(FileNotFoundError):
+        read_series(tmp_path / "none.csv", horizon=1)
+
+
+# --- the command line -------------------------------------------------------------------------------------------------
+
+QUICK = ["--series", "6", "--steps", "20", "--samples", "8", "--sample-steps", "8", "--no-progress"]
+
+
+def _cli_error(capsys, argv) -> str:
+    from problems.time_series.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("time-series: error: ")
+    return err[0]
+
+
+def test_cli_bad_input_ends_with_one_line_before_any_work_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    short = _long_csv(tmp_path / "short.csv", _good_rows())
+    base = ["--out", str(out), "--json", str(tmp_path / "r.json")] + QUICK
+    assert "unknown tasks ['m9-yearly']" in _cli_error(capsys, ["--dataset", "m1-yearly,m9-yearly"] + base)
+    assert "neither a task" in _cli_error(capsys, ["--dataset", "m9-yearly"] + base)
+    assert "unknown ['magic']" in _cli_error(capsys, ["--methods", "conditional,magic"] + base)
+    assert "--horizon is for a file" in _cli_error(capsys, ["--horizon", "3"] + base)
+    assert "--horizon is needed" in _cli_error(capsys, ["--dataset", str(short)] + base)
+    # 5 history values against a context of 2 x 3
+    assert "shorter than the context of 6" in _cli_error(capsys, ["--dataset", str(short), "--horizon", "3"] + base)
+    with pytest.raises(SystemExit):
+        from problems.time_series.cli import main
+
+        main(["--steps", "0"] + base)
+    assert "positive integer" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_cli_runs_every_method_end_to_end_and_writes_every_output(tmp_path, capsys):
+    import json
+
+    pytest.importorskip("statsforecast")
+
+    import xarray as xr
+
+    from problems.time_series.cli import main
+    from problems.time_series.protocol import METHODS
+
+    out = tmp_path / "out"
+    argv = ["--dataset", "m1-yearly,tourism-yearly", "--methods", ",".join(METHODS), "--out", str(out)]
+    assert main(argv + ["--json", str(tmp_path / "r.json")] + QUICK) == 0
+    printed = capsys.readouterr().out
+    assert "relative WQL / MASE" in printed and "seasonal naive on WQL and MASE" in printed
+    with xr.open_dataset(out / "metrics.nc") as table:
+        assert table["value"].dims == ("method", "task", "metric") and table.sizes["method"] == len(METHODS)
+        wql = table["value"].sel(metric="WQL")
+        assert bool(np.isfinite(wql).all()) and bool((wql > 0).all())
+        crps = table["value"].sel(metric="CRPS")
+        assert bool(np.isnan(crps.sel({"method": ["seasonal-naive", "auto-ets"]})).all())
+        assert bool(np.isfinite(crps.sel({"method": ["self-guidance", "conditional"]})).all())
+        assert float(table["relative"].sel({"method": "seasonal-naive", "metric": "WQL"})) == pytest.approx(1.0)
+    with xr.open_dataset(out / "m1-yearly_forecasts.nc") as forecasts:
+        q = forecasts["quantile_forecast"]
+        assert q.dims == ("method", "series", "quantile", "horizon") and q.shape == (len(METHODS), 6, 9, 6)
+        assert bool((q.sel({"method": "conditional"}).diff("quantile") >= 0).all())
+        assert forecasts["target"].shape == (6, 6)
+    assert (out / "fan_chart.png").stat().st_size > 0
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert {r["bench"] for r in records} == {"time-series"} and any("relative" in r["case"] for r in records)
+
+
+def test_cli_forecasts_a_users_file(tmp_path, capsys):
+    from problems.time_series.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = [(f"s{i}", d, float(20 + 5 * np.sin(d / 2) + rng.normal())) for i in range(4) for d in range(30)]
+    path = _long_csv(tmp_path / "sales.csv", rows)
+    argv = ["--dataset", str(path), "--horizon", "4", "--season", "4", "--methods", "seasonal-naive,conditional"]
+    assert main(argv + ["--out", str(tmp_path / "o")] + QUICK) == 0
+    assert "sales:" in capsys.readouterr().out and (tmp_path / "o" / "sales_forecasts.nc").exists()
+
+
+def test_configs_refuse_bad_budgets():
+    from problems.time_series.forecast import SamplingConfig
+    from problems.time_series.model import ModelConfig, WindowLoss
+
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        ModelConfig(width=0)
+    with pytest.raises(ValueError, match="unknown interpolant"):
+        ModelConfig(interpolant="ve")
+    with pytest.raises(ValueError, match="unknown interpolant"):
+        WindowLoss("ve", context=3)
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        SamplingConfig(samples=0)
+    with pytest.raises(ValueError, match="sigma_y"):
+        SamplingConfig(sigma_y=0.0)
+    with pytest.raises(ValueError, match="guidance_scale"):
+        SamplingConfig(guidance_scale=-1.0)
