@@ -14,7 +14,18 @@ import time
 
 from interp.cli import Parser, StagedOutputs, non_negative_int, output_dir, output_file
 
-from . import bridges, convergence, density, distributions, fast_solvers, feynman_kac, langevin, learned, trajectories
+from . import (
+    bridges,
+    convergence,
+    density,
+    distributions,
+    fast_solvers,
+    feynman_kac,
+    langevin,
+    learned,
+    time_series,
+    trajectories,
+)
 from .records import format_table, write_records
 from .report import write_report
 
@@ -28,6 +39,7 @@ RUNNERS = {  # each takes (seed, tier); "distribution" (first) also returns the 
     "trajectories": trajectories.run,
     "langevin": langevin.run,
     "feynman-kac": feynman_kac.run,
+    "time-series": time_series.run,
 }
 SUITES = tuple(RUNNERS)
 
