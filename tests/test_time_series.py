@@ -285,6 +285,10 @@ def test_cli_bad_input_ends_with_one_line_before_any_work_and_writes_nothing(tmp
     assert "--horizon is needed" in _cli_error(capsys, ["--dataset", str(short)] + base)
     # 5 history values against a context of 2 x 3
     assert "shorter than the context of 6" in _cli_error(capsys, ["--dataset", str(short), "--horizon", "3"] + base)
+    rows = _good_rows()
+    rows[2] = ("a", 2, np.nan)
+    gapped = ["--dataset", str(_long_csv(tmp_path / "gap.csv", rows)), "--horizon", "2", "--context-multiple", "1"]
+    assert "need whole histories" in _cli_error(capsys, gapped + ["--methods", "seasonal-naive,conditional"] + base)
     with pytest.raises(SystemExit):
         from problems.time_series.cli import main
 

@@ -30,7 +30,7 @@ from .data import TASKS, load_task, read_series
 from .forecast import SamplingConfig
 from .model import INTERPOLANTS, ModelConfig
 from .outputs import figure, forecasts_dataset, records, write_outputs
-from .protocol import INTERP_METHODS, METHODS, metrics_table, run_task
+from .protocol import INTERP_METHODS, METHODS, check_methods, metrics_table, run_task
 
 PROG = "time-series"
 # fk-guidance and the refinements are left out of the default: on M1 yearly they cost the most (fk-guidance runs
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         methods = _methods(args.methods)
         tasks = _tasks(args)
+        for task in tasks:
+            check_methods(task, methods)
         output_dir(args.out)
         if args.json:
             output_file(args.json)

@@ -48,14 +48,27 @@ class TaskResult:
     training_loss: dict[str, float] = field(default_factory=dict)
 
 
+def check_methods(task: Task, methods) -> None:
+    """Refuse unknown methods, and methods that need whole histories (the baselines and the refinements built on
+    them) on a task whose histories have missing values."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    gapped = next((name for name, h in zip(task.ids, task.histories, strict=True) if not np.isfinite(h).all()), None)
+    whole = [m for m in methods if m in BASELINES or m.startswith("refine-")]
+    if gapped is not None and whole:
+        raise ValueError(
+            f"series {gapped!r} has missing values: {', '.join(whole)} need whole histories; "
+            f"choose from {', '.join(m for m in INTERP_METHODS if not m.startswith('refine-'))}"
+        )
+
+
 def run_task(
     task: Task, methods, model_config: ModelConfig, sampling: SamplingConfig, *, context_multiple: int = 2,
     seed: int = 0, progress: bool = False,
 ) -> TaskResult:  # fmt: skip
     """Every method in ``methods`` on ``task``; the window's context is ``context_multiple`` horizons."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    check_methods(task, methods)
     context = context_multiple * task.horizon
     result = TaskResult(task, context)
     bases = {"refine-naive": "seasonal-naive", "refine-ets": "auto-ets"}  # a refinement's base forecast
