@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from interp.cli import StagedOutputs  # noqa: E402
-from interp.metrics import FORECAST_QUANTILES  # noqa: E402
+from interp.metrics import FORECAST_QUANTILES, weighted_quantile_loss  # noqa: E402
 from interp.records import BenchRecord, compare  # noqa: E402
 
 from .baselines import BASELINES  # noqa: E402
@@ -42,7 +42,12 @@ def forecasts_dataset(result: TaskResult) -> xr.Dataset:
             "quantile": np.asarray(FORECAST_QUANTILES),
             "horizon": np.arange(1, task.horizon + 1),
         },
-        attrs={"task": task.name, "season": task.season, "context": result.context},
+        attrs={
+            "task": task.name,
+            "season": task.season,
+            "context": result.context,
+            **{f"training_loss_{name}": loss for name, loss in result.training_loss.items()},
+        },
     )
 
 
@@ -70,8 +75,6 @@ def records(table: xr.Dataset) -> list[BenchRecord]:
 def figure(result: TaskResult, methods, *, n_series: int = 4):
     """Fan charts (10-90 % and median) of the first ``n_series`` series: the best interp method by WQL against the
     seasonal naive, with the history's tail and the held-out values."""
-    from interp.metrics import weighted_quantile_loss
-
     task = result.task
     ours = [m for m in methods if m in result.samples]
     shown = [min(ours, key=lambda m: weighted_quantile_loss(task.targets, result.quantiles[m]))] if ours else []
