@@ -23,8 +23,8 @@ from .protocol import INTERP_METHODS, TaskResult  # noqa: E402
 
 
 def forecasts_dataset(result: TaskResult) -> xr.Dataset:
-    """``quantile (method, series, quantile, horizon)``, ``median (method, series, horizon)`` and the held-out
-    ``target (series, horizon)`` of one task."""
+    """``quantile_forecast (method, series, quantile, horizon)``, ``median (method, series, horizon)`` and the held-out
+    ``target (series, horizon)`` of one task, with the window models' final training losses as attributes."""
     methods = list(result.medians)
     task = result.task
     return xr.Dataset(
