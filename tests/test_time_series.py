@@ -336,7 +336,8 @@ def test_cli_forecasts_a_users_file(tmp_path, capsys):
     rng = np.random.default_rng(0)
     rows = [(f"s{i}", d, float(20 + 5 * np.sin(d / 2) + rng.normal())) for i in range(4) for d in range(30)]
     path = _long_csv(tmp_path / "sales.csv", rows)
-    argv = ["--dataset", str(path), "--horizon", "4", "--season", "4", "--methods", "seasonal-naive,conditional"]
+    methods = "seasonal-naive,self-guidance,conditional"
+    argv = ["--dataset", str(path), "--horizon", "4", "--season", "4", "--methods", methods, "--interpolant", "flow"]
     assert main(argv + ["--out", str(tmp_path / "o")] + QUICK) == 0
     assert "sales:" in capsys.readouterr().out and (tmp_path / "o" / "sales_forecasts.nc").exists()
 

@@ -107,7 +107,11 @@ class SamplingConfig:
 
 
 def _grid(model: WindowModel, steps: int) -> Tensor:
+    # The flow path's data coefficient is exactly 0 at t = 0, where the data prediction the samplers read off the
+    # score is undefined: it starts at t = 1e-3 (the base law there differs by beta(1e-3) x1). VP's is not.
     t0, t1 = model.interpolant.time_range
+    if float(model.interpolant.schedule.beta(torch.tensor([t0], dtype=torch.float64))) == 0:
+        t0 = 1e-3
     return torch.linspace(t0, t1, steps + 1, dtype=torch.float64)
 
 
