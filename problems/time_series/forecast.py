@@ -129,13 +129,14 @@ def _pinball(residual: Tensor, q: Tensor) -> Tensor:
     return torch.maximum(q * residual, (q - 1) * residual)
 
 
-def guided_reverse_sde(interpolant, score, energy, x: Tensor, grid: Tensor, *, scale: float, guide_from: float,
-                       generator) -> Tensor:  # fmt: skip
-    r"""TSDiff's self-guidance from states ``x`` at ``grid[0]``: Euler–Maruyama steps of the reverse SDE of
+def guided_reverse_sde(interpolant, score, energy, shape: tuple[int, int], grid: Tensor, *, scale: float,
+                       guide_from: float, generator, dtype=torch.float32, device="cpu") -> Tensor:  # fmt: skip
+    r"""TSDiff's self-guidance from ``shape`` base draws at ``grid[0]``: Euler–Maruyama steps of the reverse SDE of
     ``score``, each followed (before the last) by :math:`x \leftarrow x - c\,\alpha_t^2\nabla_x E(\hat x_1(x))`
     with ``energy`` :math:`E` of the data prediction, once the data coefficient :math:`\beta_t` reaches
     ``guide_from``. Shared by the forecasts and the closed-form check (:mod:`.gaussian`)."""
     base = BaseSampler(interpolant, score)
+    x = base.start(*shape, grid[:1], generator, dtype, device)
     schedule = interpolant.schedule
     for t0, t1 in zip(grid[:-1], grid[1:], strict=True):
         with torch.no_grad():
@@ -168,10 +169,9 @@ def self_guided(model: WindowModel, ctx: Contexts, config: SamplingConfig, guida
             residual = (y - x1[:, :c]) * mask
             return (residual**2).sum() if guidance == "mean" else _pinball(residual, q).sum()
 
-        x = BaseSampler(model.interpolant, field.score).start(y.shape[0], c + model.horizon, grid[:1], generator,
-                                                               torch.float32, device)  # fmt: skip
-        x = guided_reverse_sde(model.interpolant, field.score, energy, x, grid, scale=config.guidance_scale,
-                               guide_from=config.guide_from, generator=generator)  # fmt: skip
+        x = guided_reverse_sde(model.interpolant, field.score, energy, (y.shape[0], c + model.horizon), grid,
+                               scale=config.guidance_scale, guide_from=config.guide_from, generator=generator,
+                               device=device)  # fmt: skip
         out[a:b] = x[:, c:].reshape(b - a, n, model.horizon).double().cpu().numpy()
     return out
 

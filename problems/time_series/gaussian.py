@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from interp.analytic import ExactMarginals, GaussianMixture
-from interp.feynman_kac import BaseSampler, final_weights, linear_gaussian_start, posterior_sample
+from interp.feynman_kac import final_weights, linear_gaussian_start, posterior_sample
 from interp.interpolants import preset
 
 from .forecast import guided_reverse_sde
@@ -98,9 +98,9 @@ def self_guided_forecast(prior, y, context, scale, n, steps, generator) -> Tenso
     """Samples ``(n, window)`` of TSDiff's self-guidance with the exact score (mean-squared-error guidance)."""
     vp, exact = _setup(prior)
     grid = torch.linspace(0.0, vp.time_range[1], steps + 1, dtype=torch.float64)
-    x = BaseSampler(vp, exact.score).start(n, prior.dim, grid[:1], generator, torch.float64, "cpu")
 
     def energy(x1: Tensor) -> Tensor:
         return ((x1[:, :context] - y) ** 2).sum()
 
-    return guided_reverse_sde(vp, exact.score, energy, x, grid, scale=scale, guide_from=0.0, generator=generator)
+    return guided_reverse_sde(vp, exact.score, energy, (n, prior.dim), grid, scale=scale, guide_from=0.0,
+                              generator=generator, dtype=torch.float64)  # fmt: skip
