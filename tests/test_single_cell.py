@@ -16,10 +16,9 @@ import xarray as xr
 
 anndata = pytest.importorskip("anndata", reason="the single-cell adapter needs anndata (extra 'single-cell')")
 
+from problems.debian import FetchError, apt_available  # noqa: E402
 from problems.single_cell.cli import main  # noqa: E402
 from problems.single_cell.data import (  # noqa: E402
-    FetchError,
-    apt_available,
     check_time_course,
     load_hsmm,
     numeric_times,

@@ -28,7 +28,8 @@ from interp.cli import (
     positive_int,
 )
 
-from .data import FetchError, load_hsmm, numeric_times, read_dataset
+from ..debian import FetchError
+from .data import load_hsmm, numeric_times, read_dataset
 from .embedding import Embedding
 from .methods import ALL_METHODS, INTERP_METHODS, MethodConfig
 from .outputs import figure, records, trajectories, write_outputs

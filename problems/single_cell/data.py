@@ -11,22 +11,17 @@ HSMM (Trapnell et al. 2014, 271 cells × 47,192 genes, FPKM, 0/24/48/72 h) ships
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..debian import fetch_package
+
 HSMM_PACKAGE = "r-bioc-hsmmsinglecell"
 HSMM_DATA = "usr/lib/R/site-library/HSMMSingleCell/data"
 HSMM_FILES = ("HSMM_expr_matrix.rda", "HSMM_sample_sheet.rda", "HSMM_gene_annotation.rda")
 HSMM_TIME = "Hours"
-
-
-class FetchError(RuntimeError):
-    """A dataset could not be fetched or unpacked."""
 
 
 def anndata_module():
@@ -38,50 +33,10 @@ def anndata_module():
     return anndata
 
 
-def default_cache() -> Path:
-    """``$INTERP_CACHE`` or ``~/.cache/interp``."""
-    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
-
-
-def apt_available() -> bool:
-    """Whether ``apt-get`` and ``dpkg`` are on this machine (needed to fetch HSMM the first time)."""
-    return shutil.which("apt-get") is not None and shutil.which("dpkg") is not None
-
-
 def fetch_hsmm(cache: str | os.PathLike | None = None) -> Path:
-    """The folder holding the HSMM ``.rda`` files, fetched from Debian into ``cache/hsmm`` if missing.
-
-    The package is downloaded and unpacked in a temporary folder beside the cache entry and renamed into place,
-    so an interrupted fetch leaves nothing half-written.
-    """
-    root = Path(cache) if cache is not None else default_cache()
-    target = root / "hsmm"
-    data = target / HSMM_DATA
-    if all((data / name).is_file() for name in HSMM_FILES):
-        return data
-    if not apt_available():
-        raise FetchError(
-            f"HSMM is not cached in {target} and apt-get/dpkg are not available to fetch Debian's {HSMM_PACKAGE}; "
-            f"unpack that package (dpkg -x) into {target} yourself"
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".hsmm-") as tmp:
-        run = subprocess.run(
-            ["apt-get", "download", HSMM_PACKAGE], cwd=tmp, capture_output=True, text=True, check=False
-        )
-        debs = sorted(Path(tmp).glob(f"{HSMM_PACKAGE}_*.deb"))
-        if run.returncode != 0 or not debs:
-            raise FetchError(f"apt-get download {HSMM_PACKAGE} failed: {run.stderr.strip() or run.stdout.strip()}")
-        unpacked = Path(tmp) / "unpacked"
-        run = subprocess.run(["dpkg", "-x", str(debs[-1]), str(unpacked)], capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise FetchError(f"dpkg -x {debs[-1].name} failed: {run.stderr.strip()}")
-        if not all((unpacked / HSMM_DATA / name).is_file() for name in HSMM_FILES):
-            raise FetchError(f"{debs[-1].name} does not hold the expected files {HSMM_FILES}")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(unpacked, target)
-    return data
+    """The folder holding the HSMM ``.rda`` files, fetched from Debian into ``cache/hsmm`` if missing
+    (:func:`problems.debian.fetch_package`)."""
+    return fetch_package(HSMM_PACKAGE, [f"{HSMM_DATA}/{name}" for name in HSMM_FILES], "hsmm", cache) / HSMM_DATA
 
 
 def load_hsmm(cache: str | os.PathLike | None = None):
