@@ -64,18 +64,7 @@ from interp.grid_search import search_grid
 from interp.interpolants import preset
 from interp.metrics import median_bandwidth, mmd, sliced_wasserstein2
 from interp.records import BenchRecord, compare
-from interp.solvers import (
-    DEIS,
-    IPNDM,
-    RK4,
-    RK38,
-    DiffusionView,
-    DPMSolver,
-    DPMSolverPP,
-    Heun,
-    UniPC,
-    dpm_solver_fast_orders,
-)
+from interp.solvers import DiffusionView, at_budget
 
 from ..cases import exact_marginals
 from ..fast_solvers import tight
@@ -196,21 +185,7 @@ def standard_grid(problem: Problem, kind: str, n_steps: int) -> torch.Tensor:
 
 def interp_methods(interpolant, nfe: int) -> dict[str, tuple[object, int]]:
     """``name -> (solver, steps)`` spending ``nfe`` evaluations (Heun and RK4: the most whole steps that fit)."""
-    fast3, fast2 = dpm_solver_fast_orders(nfe, 3), dpm_solver_fast_orders(nfe, 2)
-    return {
-        "Heun": (Heun(), nfe // 2),
-        "RK4": (RK4(), nfe // 4),
-        "RK4-3/8": (RK38(), nfe // 4),
-        "DPM-Solver-3": (DPMSolver(interpolant, 3, orders=fast3), len(fast3)),
-        "DPM-Solver-2": (DPMSolver(interpolant, 2, orders=fast2), len(fast2)),
-        "DPM-Solver++2M": (DPMSolverPP(interpolant, 2), nfe),
-        "DPM-Solver++3M": (DPMSolverPP(interpolant, 3), nfe),
-        "UniPC-2": (UniPC(interpolant, 2), nfe),
-        "UniPC-3": (UniPC(interpolant, 3), nfe),
-        "UniPC-2-bh1": (UniPC(interpolant, 2, variant="bh1"), nfe),
-        "DEIS-3": (DEIS(interpolant, 3), nfe),
-        "iPNDM-3": (IPNDM(interpolant, 3), nfe),
-    }
+    return at_budget(interpolant, nfe)
 
 
 def run_interp(
