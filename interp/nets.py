@@ -9,6 +9,12 @@ blocks of dilated 1-D convolutions (dilations 1, 2, 4, ... as in WaveNet, van de
 since a denoiser sees the whole window), each shifted by a projection of the time embedding, with optional
 conditioning channels (e.g. an observed context and its mask) concatenated to the input. The temporal backbone
 of the time-series adapter (TSDiff, Kollovieh et al. 2023, uses S4 layers in the same place).
+
+:class:`UNet` is a field on images ``(batch, channels, height, width)``: the DDPM U-Net (Ho et al. 2020) — residual
+blocks shifted and scaled by the time (and optional class) embedding, down- and up-sampling with skip connections,
+self-attention at the chosen resolutions — with optional class conditioning whose extra "no class" label is the
+unconditional model of classifier-free guidance (Ho & Salimans 2022). Any height and width: the image is padded
+to a multiple of the total down-sampling and cropped back.
 """
 
 from __future__ import annotations
@@ -171,3 +177,188 @@ class TemporalConvNet(nn.Module):
             h = block(h, embedding)
         out = self.head(h)
         return out[:, 0] if self.channels is None else out
+
+
+def _groups(channels: int, wanted: int = 8) -> int:
+    return math.gcd(channels, wanted)
+
+
+class _ImageBlock(nn.Module):
+    """Residual block: GroupNorm, SiLU, 3x3 conv, scale-shift by the embedding, GroupNorm, SiLU, dropout, 3x3 conv
+    (zero-initialised, so the block starts as the identity)."""
+
+    def __init__(self, inputs: int, outputs: int, embedding_dim: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(inputs), inputs)
+        self.conv1 = nn.Conv2d(inputs, outputs, 3, padding=1)
+        self.embed = nn.Linear(embedding_dim, 2 * outputs)
+        self.norm2 = nn.GroupNorm(_groups(outputs), outputs)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(outputs, outputs, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(inputs, outputs, 1) if inputs != outputs else nn.Identity()
+
+    def forward(self, h: Tensor, embedding: Tensor) -> Tensor:
+        u = self.conv1(nn.functional.silu(self.norm1(h)))
+        scale, shift = self.embed(embedding)[:, :, None, None].chunk(2, dim=1)
+        u = self.norm2(u) * (1 + scale) + shift
+        u = self.conv2(self.dropout(nn.functional.silu(u)))
+        return self.skip(h) + u
+
+
+class _ImageAttention(nn.Module):
+    """Multi-head self-attention over the pixels, residual (output projection zero-initialised)."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention heads ({heads}) must divide the channels ({channels})")
+        self.heads = heads
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, h: Tensor, embedding: Tensor | None = None) -> Tensor:
+        b, c, height, width = h.shape
+        q, k, v = self.qkv(self.norm(h)).reshape(b, 3, self.heads, c // self.heads, height * width).unbind(1)
+        attended = nn.functional.scaled_dot_product_attention(
+            q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2)
+        )
+        return h + self.out(attended.transpose(-1, -2).reshape(b, c, height, width))
+
+
+class UNet(nn.Module):
+    """Time-conditioned U-Net: a field on images ``(batch, channels, height, width)``.
+
+    Args:
+        channels: image channels (1 for grey, 3 for colour).
+        width: channels of the first level; level ``i`` has ``width * multipliers[i]``.
+        multipliers: one per resolution level; each level after the first halves the resolution.
+        blocks: residual blocks per level (the decoder has one more, taking the last skip).
+        attention: the levels (indices into ``multipliers``) with self-attention after each block; the middle
+            always has one.
+        heads: attention heads.
+        num_classes: 0 for an unconditional net; otherwise labels ``0 .. num_classes - 1`` are passed as
+            ``net(t, x, label)`` and the extra label ``num_classes`` (:attr:`null_label`, also what ``label=None``
+            means) is "no class", the unconditional model of classifier-free guidance.
+        dropout: dropout inside the residual blocks.
+        time_dim: size of the sinusoidal time embedding (the blocks see ``4 * width`` features).
+
+    Example:
+        >>> net = UNet(1, width=16, multipliers=(1, 2), attention=())
+        >>> net(torch.rand(3), torch.randn(3, 1, 8, 8)).shape
+        torch.Size([3, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        *,
+        width: int = 32,
+        multipliers: Sequence[int] = (1, 2, 2),
+        blocks: int = 1,
+        attention: Sequence[int] = (),
+        heads: int = 4,
+        num_classes: int = 0,
+        dropout: float = 0.0,
+        time_dim: int = 64,
+    ):
+        super().__init__()
+        for name, value in (("channels", channels), ("width", width), ("blocks", blocks), ("heads", heads)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        multipliers = tuple(multipliers)
+        if not multipliers or not all(isinstance(m, int) and m >= 1 for m in multipliers):
+            raise ValueError(f"multipliers must be a non-empty sequence of positive integers; got {multipliers!r}")
+        attention = tuple(attention)
+        if not all(isinstance(a, int) and 0 <= a < len(multipliers) for a in attention):
+            raise ValueError(f"attention must list level indices in [0, {len(multipliers)}); got {attention!r}")
+        if not (isinstance(num_classes, int) and num_classes >= 0):
+            raise ValueError(f"num_classes must be a non-negative integer; got {num_classes!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1); got {dropout}")
+        self.channels, self.num_classes, self.levels = channels, num_classes, len(multipliers)
+        embedding_dim = 4 * width
+        self.time_embedding = SinusoidalTimeEmbedding(time_dim)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_dim, embedding_dim), nn.SiLU(), nn.Linear(embedding_dim, embedding_dim)
+        )
+        self.label_embedding = nn.Embedding(num_classes + 1, embedding_dim) if num_classes else None
+        self.inp = nn.Conv2d(channels, width, 3, padding=1)
+
+        def block(inputs: int, outputs: int, level: int) -> nn.ModuleList:
+            parts = [_ImageBlock(inputs, outputs, embedding_dim, dropout)]
+            if level in attention:
+                parts.append(_ImageAttention(outputs, heads))
+            return nn.ModuleList(parts)
+
+        self.down = nn.ModuleList()
+        skips, current = [width], width
+        for level, multiplier in enumerate(multipliers):
+            for _ in range(blocks):
+                self.down.append(block(current, width * multiplier, level))
+                current = width * multiplier
+                skips.append(current)
+            if level < self.levels - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(current, current, 3, stride=2, padding=1)]))
+                skips.append(current)
+        self.middle = nn.ModuleList(
+            [_ImageBlock(current, current, embedding_dim, dropout), _ImageAttention(current, heads),
+             _ImageBlock(current, current, embedding_dim, dropout)]
+        )  # fmt: skip
+        self.up = nn.ModuleList()
+        for level in reversed(range(self.levels)):
+            for _ in range(blocks + 1):
+                self.up.append(block(current + skips.pop(), width * multipliers[level], level))
+                current = width * multipliers[level]
+            if level > 0:
+                self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"),
+                                              nn.Conv2d(current, current, 3, padding=1)]))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.GroupNorm(_groups(current), current), nn.SiLU(), nn.Conv2d(current, channels, 3, padding=1)
+        )
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    @property
+    def null_label(self) -> int:
+        """The "no class" label (classifier-free guidance's unconditional model)."""
+        return self.num_classes
+
+    def forward(self, t, x: Tensor, label: Tensor | None = None) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"x must have shape (batch, {self.channels}, height, width); got {tuple(x.shape)}")
+        _check_dtype(x, self.inp.weight)
+        embedding = self.time_mlp(self.time_embedding(batch_time(t, x)))
+        if self.label_embedding is not None:
+            if label is None:
+                label = torch.full((x.shape[0],), self.null_label, dtype=torch.long, device=x.device)
+            if label.shape != (x.shape[0],) or label.dtype not in (torch.int32, torch.int64):
+                raise ValueError(f"label must be an integer tensor of shape ({x.shape[0]},); got {label.dtype} "
+                                 f"{tuple(label.shape)}")  # fmt: skip
+            if bool(((label < 0) | (label > self.null_label)).any()):
+                raise ValueError(f"labels must lie in [0, {self.null_label}] ({self.null_label} = no class)")
+            embedding = embedding + self.label_embedding(label)
+        elif label is not None:
+            raise ValueError("this network takes no label (num_classes=0)")
+        height, width = x.shape[2:]
+        multiple = 2 ** (self.levels - 1)
+        pad_h, pad_w = -height % multiple, -width % multiple
+        h = nn.functional.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+        h = self.inp(h)
+        skips = [h]
+        for parts in self.down:
+            for part in parts:
+                h = part(h, embedding) if isinstance(part, (_ImageBlock, _ImageAttention)) else part(h)
+            skips.append(h)
+        for part in self.middle:
+            h = part(h, embedding)
+        for parts in self.up:
+            if isinstance(parts[0], _ImageBlock):
+                h = torch.cat([h, skips.pop()], dim=1)
+            for part in parts:
+                h = part(h, embedding) if isinstance(part, (_ImageBlock, _ImageAttention)) else part(h)
+        return self.head(h)[:, :, :height, :width]
