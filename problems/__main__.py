@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-ADAPTERS = {"single-cell": "problems.single_cell.cli", "time-series": "problems.time_series.cli"}
+ADAPTERS = {
+    "single-cell": "problems.single_cell.cli",
+    "time-series": "problems.time_series.cli",
+    "images": "problems.images.cli",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

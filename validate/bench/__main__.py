@@ -11,7 +11,7 @@ import sys
 from interp.cli import Parser, StagedOutputs, device_name, non_negative_int, output_file
 from interp.records import write_records
 
-from . import density, driver, gpu, langevin, solvers, steering, training
+from . import density, driver, gpu, images, langevin, solvers, steering, training
 
 BENCHES = {
     "training": training.run,
@@ -21,6 +21,7 @@ BENCHES = {
     "steering": steering.run,
     "driver": driver.run,
     "gpu": gpu.run,
+    "images": images.run,
 }
 TABLES = {"solvers"}  # benches that can also write their full table as netCDF (--table)
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device", type=device_name, default=None, help="cpu (default; gpu: cuda), cuda, cuda:N or auto"
     )
+    parser.add_argument("--dataset", help="images: digits (default), mnist or fashion-mnist")
     args = parser.parse_args(argv)
     bench = BENCHES[args.name]
     takes_device = "device" in inspect.signature(bench).parameters
@@ -47,7 +49,14 @@ def main(argv: list[str] | None = None) -> int:
                 output_file(path)
         except ValueError as error:
             parser.error(f"{flag}: {error}")
+    if args.dataset is not None:
+        if "dataset" not in inspect.signature(bench).parameters:
+            parser.error(f"--dataset: the {args.name} bench takes no dataset")
+        if args.dataset not in images.MODELS:
+            parser.error(f"--dataset: choose from {', '.join(images.MODELS)}; got {args.dataset!r}")
     options = {"table": args.table} if args.table else {}
+    if args.dataset is not None:
+        options["dataset"] = args.dataset
     if args.device is not None and takes_device:
         options["device"] = args.device
     if args.name == "gpu" and "device" not in options:

@@ -1,0 +1,198 @@
+"""``python -m problems images``: train a U-Net field on an image dataset, then compare interp's samplers at a few
+NFE budgets by FD-CNN (a Fréchet distance in the features of a classifier trained on the same data), kernel
+distance, precision/recall and the pathwise error to a tight solve.
+
+Examples:
+    python -m problems images --dataset digits --json digits.json
+    python -m problems images --dataset fashion-mnist --interpolant vp --steps 20000 --device cuda
+    python -m problems images --dataset digits --conditional --guidance 2 --samplers DPM-Solver++2M,GHVB-2
+    python -m problems images --dataset my_images/ --steps 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+import xarray as xr
+
+from interp.cli import (
+    Parser,
+    device_name,
+    fail,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    output_file,
+    positive_float,
+    positive_int,
+)
+
+from ..debian import FetchError
+from .classifier import PixelFeatures, train_classifier
+from .data import DATASETS, load_dataset
+from .likelihood import ROUTES, bits_per_dim
+from .model import INTERPOLANTS, ImageModelConfig, train_image_model
+from .outputs import best_by_fd, image_grid, records, write_outputs
+from .protocol import Comparison, compare_samplers
+from .sampling import GRIDS, SAMPLERS, initial_noise, sample
+
+PROG = "images"
+INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, FetchError)
+
+
+def _integers(text: str) -> tuple[int, ...]:
+    values = tuple(positive_int(v.strip()) for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"need a comma list of positive integers; got {text!r}")
+    return values
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    return tuple(non_negative_int(v.strip()) for v in text.split(",") if v.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
+
+
+def parser() -> Parser:
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="digits", help=f"{', '.join(DATASETS)}, a folder of PNG/JPEG or an .npy")
+    p.add_argument(
+        "--interpolant", choices=tuple(INTERPOLANTS), default="vp", help="vp: noise prediction; flow: velocity"
+    )
+    p.add_argument("--conditional", action="store_true", help="class-conditional model (label dropout 0.1)")
+    p.add_argument("--width", type=positive_int, default=32)
+    p.add_argument("--multipliers", type=_integers, default=(1, 2), help="channel multiplier per level (default 1,2)")
+    p.add_argument("--attention", type=_indices, default=(), help="levels with self-attention, e.g. 1")
+    p.add_argument("--steps", type=positive_int, default=2000, help="training steps")
+    p.add_argument("--batch", type=positive_int, default=128)
+    p.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    p.add_argument("--checkpoint", help="trainer checkpoint: resumed from when it exists, written every 500 steps")
+    p.add_argument("--classifier-epochs", type=positive_int, default=10, help="epochs of the feature network")
+    p.add_argument("--samplers", type=_names, default=Comparison.samplers, help=f"comma list from {','.join(SAMPLERS)}")
+    p.add_argument("--nfe", type=_integers, default=Comparison.nfes, help="comma list of NFE budgets (default 5,10,20)")
+    p.add_argument("--grids", type=_names, default=GRIDS, help=f"grids each sampler may take (from {','.join(GRIDS)})")
+    p.add_argument("--samples", type=positive_int, default=1000, help="images scored per sampler and NFE")
+    p.add_argument("--pilot", type=positive_int, default=64, help="images choosing each sampler's grid")
+    p.add_argument("--guidance", type=non_negative_float, default=0.0, help="classifier-free guidance scale")
+    p.add_argument(
+        "--likelihood",
+        type=non_negative_int,
+        default=0,
+        help="bits/dim of this many test images by the ODE and Ito routes (default 0: skipped)",
+    )
+    p.add_argument("--likelihood-steps", type=positive_int, default=100, help="RK4 / Euler-Maruyama steps")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--cache", help="folder of fetched data and classifiers (default $INTERP_CACHE or ~/.cache/interp)")
+    p.add_argument("--out", default="images_out", help="folder for metrics.nc, the PNG grids and model.pt")
+    p.add_argument("--json", metavar="PATH", help="write the bench-format records here")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check every argument, the data and the output paths, train, compare, then write all outputs or none. A bad
+    input ends with one line ``images: error: ...`` and exit status 2 before any training, nothing written."""
+    args = parser().parse_args(argv)
+    try:
+        comparison = Comparison(samplers=args.samplers, nfes=args.nfe, samples=args.samples, pilot=args.pilot,
+                                grids=args.grids, guidance=args.guidance, seed=args.seed)  # fmt: skip
+        model_config = ImageModelConfig(
+            interpolant=args.interpolant, width=args.width, multipliers=args.multipliers, attention=args.attention,
+            conditional=args.conditional, steps=args.steps, batch=args.batch, learning_rate=args.learning_rate,
+            device=args.device, checkpoint=args.checkpoint, checkpoint_every=500 if args.checkpoint else 0,
+        )  # fmt: skip
+        if args.guidance and not args.conditional:
+            raise ValueError("--guidance needs --conditional (classifier-free guidance mixes both models)")
+        if any(a >= len(args.multipliers) for a in args.attention):
+            raise ValueError(f"--attention levels must be below {len(args.multipliers)} (the number of multipliers)")
+        output_dir(args.out)
+        if args.json:
+            output_file(args.json)
+        if args.checkpoint:
+            output_file(args.checkpoint)
+        data = load_dataset(args.dataset, seed=args.seed, cache=args.cache)
+        if args.conditional and data.train_labels is None:
+            raise ValueError(f"--conditional needs labels; {args.dataset} has none")
+        if args.samples > data.test.shape[0] * 10:
+            raise ValueError(f"--samples {args.samples} is more than 10x the test split ({data.test.shape[0]})")
+    except INPUT_ERRORS as error:
+        return fail(PROG, str(error))
+    try:
+        return _run(args, data, model_config, comparison)
+    except INPUT_ERRORS as error:
+        return fail(PROG, str(error))
+
+
+def _run(args, data, model_config, comparison) -> int:
+    started = time.time()
+    progress = not args.no_progress
+    print(f"{data.name}: {data.train.shape[0]} train / {data.test.shape[0]} test images {data.shape}", flush=True)
+    if data.train_labels is None:  # no classifier without labels: the distances are taken in pixel space
+        features = PixelFeatures()
+        print("no labels: FD / KD / precision / recall in pixel space (no feature network)", flush=True)
+    else:
+        features = train_classifier(data, epochs=args.classifier_epochs, seed=args.seed, device=args.device,
+                                    cache=args.cache, progress=progress)  # fmt: skip
+        print(f"feature network: test accuracy {features.accuracy:.4f} ({features.path})", flush=True)
+    trained = time.time()
+    model = train_image_model(data, model_config, seed=args.seed, progress=progress)
+    print(f"model: {model_config.steps} steps in {time.time() - trained:.0f} s, final loss {model.losses[-1]:.4f}")
+    table = compare_samplers(model, features, data, comparison, progress=print if progress else None)
+    table.attrs.update(device=args.device, seed=args.seed, training_steps=model_config.steps)
+    _print_table(table)
+    if args.likelihood:
+        table = table.assign(_likelihood(model, data, args))
+    noise = initial_noise(model, 64, args.seed)
+    labels = torch.arange(64) % model.net.num_classes if model.net.num_classes else None
+    grids = {"training_images": image_grid(data.train[:64])}
+    for nfe in comparison.nfes:
+        best = best_by_fd(table, nfe)
+        if best is not None:
+            kind = str(table["grid"].sel({"sampler": best, "nfe": nfe}).values)
+            images, _ = sample(model, best, nfe, noise, grid_kind=kind, labels=labels, guidance=comparison.guidance)
+            grids[f"samples_nfe{nfe}_{best.replace('/', '-')}"] = image_grid(images)
+    weights = {"net": model.net.state_dict(), "interpolant": model.interpolant_name, "shape": model.shape}
+    for path in write_outputs(args.out, table, grids, weights, records(table), args.json):
+        print(f"wrote {path}")
+    print(f"images: {time.time() - started:.0f} s on {args.device}")
+    return 0
+
+
+def _likelihood(model, data, args) -> dict:
+    """``likelihood (route, quantity)``: bits/dim, its standard error and seconds per image, on the first
+    ``--likelihood`` test images."""
+    images = data.test[: args.likelihood]
+    rows = []
+    for route in ROUTES:
+        got = bits_per_dim(model, images, data.levels, route=route, steps=args.likelihood_steps, seed=args.seed)
+        print(f"bits/dim ({route}, {images.shape[0]} test images, {data.levels} levels): {got['bpd']:.4f} "
+              f"± {got['bpd_se']:.4f}, {got['seconds_per_image'] * 1000:.1f} ms per image", flush=True)  # fmt: skip
+        rows.append([got["bpd"], got["bpd_se"], got["seconds_per_image"]])
+    quantities = ["bits_per_dim", "standard_error", "seconds_per_image"]
+    array = xr.DataArray(rows, dims=("route", "quantity"), coords={"route": list(ROUTES), "quantity": quantities})
+    return {"likelihood": array}
+
+
+def _print_table(table) -> None:
+    value = table["value"]
+    nfes = [int(n) for n in table["nfe"].values]
+    print(f"FD-CNN (floor: {table.attrs['floor_fd']:.3f} for training images, pixel Gaussian "
+          f"{table.attrs['gaussian_fd']:.3f}); grid chosen per sampler and NFE")  # fmt: skip
+    print(f"{'sampler':<20} " + " ".join(f"{'NFE ' + str(n):>22}" for n in nfes))
+    for sampler in table["sampler"].values:
+        cells = []
+        for n in nfes:
+            fd = float(value.sel({"sampler": sampler, "nfe": n, "metric": "fd"}))
+            grid = str(table["grid"].sel({"sampler": sampler, "nfe": n}).values)
+            cells.append(f"{fd:8.3f} ({grid or '-'})")
+        print(f"{sampler:<20} " + " ".join(f"{c:>22}" for c in cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

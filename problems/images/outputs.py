@@ -1,0 +1,68 @@
+"""What the image adapter writes, all or none: the comparison table (netCDF), sample grids (PNG) of the best
+sampler at each NFE and of the training images, the model's EMA weights, and the bench-format records."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from PIL import Image
+
+from interp.cli import StagedOutputs
+from interp.records import BenchRecord, compare
+
+from .data import to_pixels
+
+
+def image_grid(images: torch.Tensor, columns: int = 8, pad: int = 1) -> Image.Image:
+    """A PIL image of ``images`` (``(n, channels, height, width)`` in ``[-1, 1]``) in rows of ``columns``."""
+    pixels = to_pixels(images)
+    n, height, width, channels = pixels.shape
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, channels), 255, dtype=np.uint8)
+    for k in range(n):
+        r, c = divmod(k, columns)
+        top, left = pad + r * (height + pad), pad + c * (width + pad)
+        canvas[top : top + height, left : left + width] = pixels[k]
+    image = Image.fromarray(canvas[..., 0] if channels == 1 else canvas)
+    scale = max(1, 256 // canvas.shape[1])  # small images are enlarged (nearest) to be visible
+    return image.resize((canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+
+
+def best_by_fd(table: xr.Dataset, nfe: int) -> str | None:
+    """The sampler with the lowest FD-CNN at ``nfe`` (``None`` if none ran)."""
+    fd = table["value"].sel({"nfe": nfe, "metric": "fd"}).to_series().dropna()
+    return str(fd.idxmin()) if len(fd) else None
+
+
+def records(table: xr.Dataset) -> list[BenchRecord]:
+    """Per NFE, each sampler's FD-CNN against the floor (as many training images; ratio >= 1, lower is better)."""
+    name = f"{table.attrs['dataset']}/{table.attrs['interpolant']}"
+    out = []
+    for nfe in table["nfe"].values:
+        for sampler in table["sampler"].values:
+            fd = float(table["value"].sel({"sampler": sampler, "nfe": nfe, "metric": "fd"}))
+            if np.isfinite(fd):
+                case = f"{name}:NFE {int(nfe)}:{sampler}"
+                out.append(compare("images", case, "fd_cnn", fd, "training images (floor)", table.attrs["floor_fd"],
+                                   "lower"))  # fmt: skip
+    return out
+
+
+def write_outputs(out_dir, table: xr.Dataset, grids: dict[str, Image.Image], weights: dict | None,
+                  recs: list[BenchRecord], json_path=None) -> list[Path]:  # fmt: skip
+    """Write ``metrics.nc``, each grid as ``NAME.png``, ``model.pt`` and the JSON records, all or none."""
+    out_dir = Path(out_dir)
+    with StagedOutputs() as out:
+        table.to_netcdf(out.stage(out_dir / "metrics.nc"), engine="h5netcdf")
+        for name, image in grids.items():
+            image.save(out.stage(out_dir / f"{name}.png"), format="png")
+        if weights is not None:
+            torch.save(weights, out.stage(out_dir / "model.pt"))
+        if json_path:
+            out.stage(json_path).write_text(json.dumps([r.__dict__ for r in recs], indent=1))
+    return out.destinations
