@@ -73,3 +73,39 @@ def test_steering_reward_vs_nfe_from_bench_records(tmp_path):
     bad.write_text(json.dumps([{"bench": "solvers"}]))
     with pytest.raises(SystemExit):
         _script("steering_reward_vs_nfe").main(["--out", str(out), "--json", str(bad)])
+
+
+def _images_table():
+    import numpy as np
+    import xarray as xr
+
+    methods, nfes = ["DPM-Solver++2M", "UniPC-2", "diffusers-UniPC-2"], [5, 10]
+    fd = np.array([[3.0, 1.0], [4.0, 1.5], [5.0, 2.0]])
+    return xr.Dataset(
+        {"fd": (("method", "nfe"), fd), "kd": (("method", "nfe"), fd / 10),
+         "pathwise_error": (("method", "nfe"), fd / 100),
+         "grid": (("method", "nfe"), np.array([["edm"] * 2, ["log_snr"] * 2, ["karras"] * 2])),
+         "peer": (("method",), np.array([False, False, True]))},
+        coords={"method": methods, "nfe": nfes},
+        attrs={"dataset": "digits", "device": "cpu", "samples": 1000, "floor_fd": 0.3, "gaussian_fd": 3.0,
+               "classifier_accuracy": 0.96},
+    )  # fmt: skip
+
+
+def test_images_fd_vs_nfe_from_a_table_and_the_bench_records(tmp_path):
+    xr = pytest.importorskip("xarray")
+    from validate.bench.images import records
+
+    table = tmp_path / "images.nc"
+    _images_table().to_netcdf(table, engine="h5netcdf")
+    out = tmp_path / "figs"
+    assert _script("images_fd_vs_nfe").main(["--out", str(out), "--table", str(table)]) == 0
+    assert (out / "images_fd_vs_nfe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = xr.load_dataset(out / "images_fd_vs_nfe.nc", engine="h5netcdf")
+    assert float(back.fd.sel({"method": "UniPC-2", "nfe": 10})) == 1.5
+    got = {(r.case, r.metric): r for r in records(_images_table())}
+    nfe5 = got[("digits/vp:cpu:NFE 5:DPM-Solver++2M", "fd_cnn")]
+    assert nfe5.ratio == pytest.approx(3.0 / 5.0) and nfe5.peer == "diffusers-UniPC-2 (karras)"
+    assert got[("digits/vp:cpu:floor", "fd_cnn")].ratio == pytest.approx(0.1)
+    with pytest.raises(SystemExit):
+        _script("images_fd_vs_nfe").main(["--out", str(out), "--table", str(tmp_path / "none.nc")])

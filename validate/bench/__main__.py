@@ -23,14 +23,14 @@ BENCHES = {
     "gpu": gpu.run,
     "images": images.run,
 }
-TABLES = {"solvers"}  # benches that can also write their full table as netCDF (--table)
+TABLES = {"solvers", "images"}  # benches that can also write their full table as netCDF (--table)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m validate.bench", description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHES))
     parser.add_argument("--json", metavar="PATH", help="write the bench records as JSON")
-    parser.add_argument("--table", metavar="PATH", help="also write the full table as netCDF (solvers)")
+    parser.add_argument("--table", metavar="PATH", help="also write the full table as netCDF (solvers, images)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument(
         "--device", type=device_name, default=None, help="cpu (default; gpu: cuda), cuda, cuda:N or auto"

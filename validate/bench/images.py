@@ -25,13 +25,15 @@ import hashlib
 import json
 from dataclasses import asdict
 
+import numpy as np
 import torch
+import xarray as xr
 
 from interp.interpolants import preset
 from interp.records import BenchRecord, compare
 from interp.solvers import STANDARD, DiffusionView
 from problems.debian import default_cache
-from problems.images.classifier import reference_scores, scores, train_classifier
+from problems.images.classifier import scores, train_classifier
 from problems.images.data import load_dataset
 from problems.images.model import ImageModel, ImageModelConfig, train_image_model
 from problems.images.protocol import Comparison, compare_samplers
@@ -106,13 +108,16 @@ def diffusers_rows(model: ImageModel, features, data, noise, pilot, pilot_refere
             spacing = min(errors, key=errors.get)
             images, used = run_diffusers(_problem(model, noise), peer, spacing, nfe)
             row = scores(features, data.test, images)
-            rows.append(dict(peer=peer, nfe=nfe, spacing=spacing, used=used, fd=row["fd"],
+            rows.append(dict(peer=peer, nfe=nfe, spacing=spacing, used=used, fd=row["fd"], kd=row["kd"],
                              pathwise=pathwise_error(images[: pilot.shape[0]], scored_reference)))  # fmt: skip
             print(f"{peer} NFE {nfe} ({spacing}): FD-CNN {row['fd']:.3f}", flush=True)
     return rows
 
 
-def run(seed: int = 0, device: str = "cpu", dataset: str = "digits") -> list[BenchRecord]:
+def measure(seed: int = 0, device: str = "cpu", dataset: str = "digits") -> xr.Dataset:
+    """``fd``, ``pathwise_error``, ``kd`` ``(method, nfe)`` for interp's samplers and diffusers' configurations
+    (``peer`` says which, ``grid`` names the grid or spacing each took), the floor and pixel-Gaussian FD-CNN and
+    the classifier's accuracy as attributes."""
     data = load_dataset(dataset, seed=seed)
     features = train_classifier(data, seed=seed, device=device, progress=True)
     model = cached_model(dataset, data, MODELS[dataset], seed, device)
@@ -122,25 +127,56 @@ def run(seed: int = 0, device: str = "cpu", dataset: str = "digits") -> list[Ben
     pilot = initial_noise(model, PILOT, seed + 1, device)
     peers = diffusers_rows(model, features, data, noise, pilot, tight_solve(model, pilot),
                            tight_solve(model, noise[:PILOT]), NFES)  # fmt: skip
-    floor = reference_scores(features, data, SAMPLES, seed=seed)["floor"]["fd"]
-    records = []
-    case = f"{dataset}/vp:{device}"
-    for nfe in NFES:
-        ours = table["value"].sel({"nfe": nfe})
-        fd = ours.sel({"metric": "fd"}).to_series().dropna()
-        theirs = [r for r in peers if r["nfe"] == nfe]
-        if fd.empty or not theirs:
-            continue
-        best_peer = min(theirs, key=lambda r: r["fd"])
-        records.append(compare("images", f"{case}:NFE {nfe}:{fd.idxmin()}", "fd_cnn", float(fd.min()),
-                               f"{best_peer['peer']} ({best_peer['spacing']})", best_peer["fd"], "lower"))  # fmt: skip
-        pathwise = ours.sel({"metric": "pathwise_error"}).to_series().dropna()
-        best_path = min(theirs, key=lambda r: r["pathwise"])
-        records.append(compare("images", f"{case}:NFE {nfe}:{pathwise.idxmin()}", "pathwise_error",
-                               float(pathwise.min()), f"{best_path['peer']} ({best_path['spacing']})",
-                               best_path["pathwise"], "lower"))  # fmt: skip
-    records.append(compare("images", f"{case}:floor", "fd_cnn", floor, "pixel Gaussian",
-                           table.attrs["gaussian_fd"], "lower"))  # fmt: skip
-    print(f"FD-CNN floor {floor:.3f}, pixel Gaussian {table.attrs['gaussian_fd']:.3f}, classifier accuracy "
-          f"{features.accuracy:.4f}", flush=True)  # fmt: skip
-    return records
+    methods = list(STANDARD) + list(DIFFUSERS)
+    values = {k: np.full((len(methods), len(NFES)), np.nan) for k in ("fd", "kd", "pathwise_error")}
+    grid = np.full((len(methods), len(NFES)), "", dtype=object)
+    for i, name in enumerate(STANDARD):
+        for j, nfe in enumerate(NFES):
+            cell = table["value"].sel({"sampler": name, "nfe": nfe})
+            for k in values:
+                values[k][i, j] = float(cell.sel({"metric": k}))
+            grid[i, j] = str(table["grid"].sel({"sampler": name, "nfe": nfe}).values)
+    for row in peers:
+        i, j = methods.index(row["peer"]), NFES.index(row["nfe"])
+        values["fd"][i, j], values["kd"][i, j], values["pathwise_error"][i, j] = row["fd"], row["kd"], row["pathwise"]
+        grid[i, j] = row["spacing"]
+    return xr.Dataset(
+        {**{k: (("method", "nfe"), v) for k, v in values.items()},
+         "grid": (("method", "nfe"), grid.astype(str)),
+         "peer": (("method",), np.array([m in DIFFUSERS for m in methods]))},
+        coords={"method": methods, "nfe": list(NFES)},
+        attrs={"dataset": dataset, "device": device, "samples": SAMPLES, "floor_fd": table.attrs["floor_fd"],
+               "gaussian_fd": table.attrs["gaussian_fd"], "classifier_accuracy": features.accuracy},
+    )  # fmt: skip
+
+
+def records(ds: xr.Dataset) -> list[BenchRecord]:
+    """Per NFE: interp's best FD-CNN and pathwise error over diffusers' best; the floor over the pixel Gaussian."""
+    case = f"{ds.attrs['dataset']}/vp:{ds.attrs['device']}"
+    peer = ds["peer"].values.astype(bool)
+    ours, theirs = ds.isel(method=~peer), ds.isel(method=peer)
+    out = []
+    for nfe in ds["nfe"].values:
+        for metric, label in (("fd", "fd_cnn"), ("pathwise_error", "pathwise_error")):
+            mine = ours[metric].sel(nfe=nfe).to_series().dropna()
+            other = theirs[metric].sel(nfe=nfe).to_series().dropna()
+            if mine.empty or other.empty:
+                continue
+            best_peer = str(other.idxmin())
+            spacing = str(ds["grid"].sel({"method": best_peer, "nfe": nfe}).values)
+            out.append(compare("images", f"{case}:NFE {int(nfe)}:{mine.idxmin()}", label, float(mine.min()),
+                               f"{best_peer} ({spacing})", float(other.min()), "lower"))  # fmt: skip
+    out.append(compare("images", f"{case}:floor", "fd_cnn", ds.attrs["floor_fd"], "pixel Gaussian",
+                       ds.attrs["gaussian_fd"], "lower"))  # fmt: skip
+    return out
+
+
+def run(seed: int = 0, device: str = "cpu", dataset: str = "digits", table: str | None = None) -> list[BenchRecord]:
+    ds = measure(seed, device, dataset)
+    print(f"FD-CNN floor {ds.attrs['floor_fd']:.3f}, pixel Gaussian {ds.attrs['gaussian_fd']:.3f}, classifier "
+          f"accuracy {ds.attrs['classifier_accuracy']:.4f}", flush=True)  # fmt: skip
+    if table is not None:
+        from interp.results import write_atomically
+
+        write_atomically(table, lambda path: ds.to_netcdf(path, engine="h5netcdf"))
+    return records(ds)
