@@ -148,8 +148,8 @@ def _run(args, data, model_config, comparison) -> int:
     _print_table(table)
     if args.likelihood:
         table = table.assign(_likelihood(model, data, args))
-    noise = initial_noise(model, 64, args.seed)
-    labels = torch.arange(64) % model.net.num_classes if model.net.num_classes else None
+    noise = initial_noise(model, 64, args.seed, model.device)
+    labels = torch.arange(64, device=model.device) % model.net.num_classes if model.net.num_classes else None
     grids = {"training_images": image_grid(data.train[:64])}
     for nfe in comparison.nfes:
         best = best_by_fd(table, nfe)

@@ -49,7 +49,7 @@ def bits_per_dim(model: ImageModel, images: torch.Tensor, levels: int, *, route:
     dim = images[0].numel()
     spacing = 2.0 / (levels - 1)
     grid = grids.log_snr_uniform(schedule, steps, t0, t1).flip(0)  # data to noise
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # the draws on the CPU: the same numbers on every device
     field = model.field()
 
     def base(x: torch.Tensor) -> torch.Tensor:
@@ -61,14 +61,14 @@ def bits_per_dim(model: ImageModel, images: torch.Tensor, levels: int, *, route:
     for a in range(0, images.shape[0], batch):
         x1 = images[a : a + batch]
         x1 = x1 + spacing * (torch.rand(x1.shape, generator=generator, dtype=x1.dtype) - 0.5)
-        x = b1 * x1 + a1 * torch.randn(x1.shape, generator=generator, dtype=x1.dtype)
+        x = (b1 * x1 + a1 * torch.randn(x1.shape, generator=generator, dtype=x1.dtype)).to(model.device)
         if route == "ode":
             run = log_likelihood(field.velocity, x, base, grid, RK4(), divergence="hutchinson", generator=generator,
                                  progress=False)  # fmt: skip
         else:
             run = ito_log_density(field.score, x, grid, interpolant=interpolant, log_density_end=base,
                                   generator=generator, progress=False)  # fmt: skip
-        log_p = run.log_density[0].double() + dim * math.log(b1)
+        log_p = run.log_density[0].double().cpu() + dim * math.log(b1)
         values.append(-(log_p + dim * math.log(spacing)) / (dim * math.log(2)))
     seconds = time.perf_counter() - started
     bpd = torch.cat(values)

@@ -105,6 +105,11 @@ class ImageModel:
         return preset(self.interpolant_name)
 
     @property
+    def device(self) -> torch.device:
+        """Where the network's parameters are (the samplers put the noise and labels there)."""
+        return next(iter(self.net.parameters()), torch.empty(0)).device
+
+    @property
     def parameterisation(self) -> Parameterisation:
         return INTERPOLANTS[self.interpolant_name]
 

@@ -52,7 +52,7 @@ class Comparison:
 
 def _labels(model: ImageModel, n: int) -> torch.Tensor | None:
     classes = model.net.num_classes
-    return torch.arange(n) % classes if classes else None
+    return torch.arange(n, device=model.device) % classes if classes else None
 
 
 def compare_samplers(model: ImageModel, features: FeatureNet, data: Images, config: Comparison,
@@ -60,8 +60,8 @@ def compare_samplers(model: ImageModel, features: FeatureNet, data: Images, conf
     """``value (sampler, nfe, metric)`` and the chosen ``grid (sampler, nfe)``; the reference scores (as many
     training images, and draws of a pixel Gaussian, against the test split) as attributes."""
     n = config.samples
-    noise = initial_noise(model, n, config.seed)
-    pilot = initial_noise(model, config.pilot, config.seed + 1)
+    noise = initial_noise(model, n, config.seed, model.device)
+    pilot = initial_noise(model, config.pilot, config.seed + 1, model.device)
     labels, pilot_labels = _labels(model, n), _labels(model, config.pilot)
     guide = dict(guidance=config.guidance)
     pilot_reference = tight_solve(model, pilot, labels=pilot_labels, **guide)
@@ -88,9 +88,9 @@ def compare_samplers(model: ImageModel, features: FeatureNet, data: Images, conf
             row = scores(features, data.test, images, seed=config.seed)
             row["pathwise_error"] = pathwise_error(images[: config.pilot], scored_reference)
             if labels is not None:
-                probabilities = features.probabilities(images)
-                row["accuracy"] = float((probabilities.argmax(1) == labels).double().mean())
-                row["confidence"] = float(probabilities[torch.arange(n), labels].double().mean())
+                probabilities, labels_cpu = features.probabilities(images), labels.cpu()
+                row["accuracy"] = float((probabilities.argmax(1) == labels_cpu).double().mean())
+                row["confidence"] = float(probabilities[torch.arange(n), labels_cpu].double().mean())
             row.update(nfe=used, seconds=seconds)
             values[i, j] = [row.get(m, np.nan) for m in METRICS]
             chosen[i, j] = kind
