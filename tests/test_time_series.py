@@ -358,3 +358,22 @@ def test_configs_refuse_bad_budgets():
         SamplingConfig(sigma_y=0.0)
     with pytest.raises(ValueError, match="guidance_scale"):
         SamplingConfig(guidance_scale=-1.0)
+
+
+def test_skip_data_prediction_passes_the_state_through_at_the_data_end():
+    from interp.interpolants import preset
+    from problems.time_series.model import ModelConfig, SkipDataPrediction, fit_windows
+
+    class Constant(torch.nn.Module):
+        def forward(self, t, x, condition=None):
+            return torch.full_like(x, 3.0)
+
+    for name in ("vp", "flow"):
+        wrapped = SkipDataPrediction(Constant(), name)
+        schedule = preset(name).schedule
+        x = torch.randn(4, 6, dtype=torch.float64)
+        t = torch.tensor([0.1, 0.5, 0.9, 0.999], dtype=torch.float64)
+        alpha, beta = schedule.alpha(t)[:, None], schedule.beta(t)[:, None]
+        assert torch.allclose(wrapped(t, x), beta * x + 3.0 * alpha)
+    with pytest.raises(ValueError, match="longer than the context"):
+        fit_windows(torch.zeros(5, 2, 4), 1.0, 4, ModelConfig(steps=1))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,7 +38,8 @@ from interp.analytic import ExactMarginals, GaussianMixture
 from interp.feynman_kac import final_weights, linear_gaussian_start, posterior_sample
 from interp.interpolants import preset
 
-from .forecast import guided_reverse_sde
+from .forecast import Contexts, SamplingConfig, conditional, guided_reverse_sde
+from .model import ModelConfig, fit_windows
 
 
 def ar2_seasonal_covariance(length: int, phi=(0.5, -0.3), noise: float = 1.0, period: int = 4, seasonal: float = 1.0):
@@ -104,3 +106,28 @@ def self_guided_forecast(prior, y, context, scale, n, steps, generator) -> Tenso
 
     return guided_reverse_sde(vp, exact.score, energy, (n, prior.dim), grid, scale=scale, guide_from=0.0,
                               generator=generator, dtype=torch.float64)  # fmt: skip
+
+
+def simulated_windows(prior: GaussianMixture, n: int, generator) -> tuple[Tensor, float]:
+    """``n`` windows of the process as training rows ``(n, 2, window)`` float32 (values over their overall standard
+    deviation, and an all-observed mask) and that standard deviation."""
+    x = prior.sample(n, generator)
+    spread = float(x.std())
+    x = (x / spread).float()
+    return torch.stack([x, torch.ones_like(x)], dim=1), spread
+
+
+def trained_model(prior: GaussianMixture, context: int, config: ModelConfig, *, windows: int, seed: int):
+    """The conditional window model (TSDiff-Cond, :mod:`.model`) trained on ``windows`` simulated windows of the
+    process (seed ``seed``)."""
+    rows, spread = simulated_windows(prior, windows, torch.Generator().manual_seed(seed))
+    return fit_windows(rows, spread, context, config, conditional=True, seed=seed)
+
+
+def trained_forecast(model, y: Tensor, n: int, steps: int, generator) -> Tensor:
+    """Samples ``(n, horizon)`` of a :func:`trained_model` given the context ``y``: learned, not exact, so their
+    distance to the exact conditional is the model's error plus Monte-Carlo error."""
+    spread = model.spread
+    ctx = Contexts(y[None].numpy() / spread, np.ones((1, model.context), bool), np.zeros(1), np.full(1, spread))
+    paths = conditional(model, ctx, SamplingConfig(samples=n, steps=steps, chunk=n), generator)
+    return torch.as_tensor(ctx.unscaled(paths)[0])
