@@ -339,7 +339,9 @@ class UNet(nn.Module):
             if label.shape != (x.shape[0],) or label.dtype not in (torch.int32, torch.int64):
                 raise ValueError(f"label must be an integer tensor of shape ({x.shape[0]},); got {label.dtype} "
                                  f"{tuple(label.shape)}")  # fmt: skip
-            if bool(((label < 0) | (label > self.null_label)).any()):
+            # checked on the CPU only: on a GPU this read would stop the host every call, and the embedding's own
+            # device-side index assertion stops an out-of-range label there
+            if label.device.type == "cpu" and bool(((label < 0) | (label > self.null_label)).any()):
                 raise ValueError(f"labels must lie in [0, {self.null_label}] ({self.null_label} = no class)")
             embedding = embedding + self.label_embedding(label)
         elif label is not None:
