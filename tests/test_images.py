@@ -395,3 +395,24 @@ def test_bits_per_dim_by_the_ito_estimator_converges_with_the_step():
     # standard deviations 0.37 / 0.18 / 0.09: a first-order time-step bias, no other
     coarse, fine = _gaussian_bits_per_dim("ito", 100, 200), _gaussian_bits_per_dim("ito", 800, 200)
     assert float(fine.mean().abs()) < 0.08 and float(coarse.mean()) > 3 * float(fine.mean().abs())
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' schedulers under numpy 2 (__array__ copy)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy warnings inside diffusers' DEIS coefficients
+def test_images_bench_runs_interp_and_diffusers_on_the_same_trained_model(tmp_path, monkeypatch):
+    pytest.importorskip("diffusers")
+    from problems.images.model import ImageModelConfig
+    from validate.bench import images as bench
+
+    monkeypatch.setenv("INTERP_CACHE", str(tmp_path))
+    tiny = ImageModelConfig(interpolant="vp", width=16, multipliers=(1, 2), steps=20)
+    monkeypatch.setattr(bench, "MODELS", {"digits": tiny})
+    monkeypatch.setattr(bench, "NFES", (5,))
+    monkeypatch.setattr(bench, "SAMPLES", 40)
+    monkeypatch.setattr(bench, "PILOT", 8)
+    ds = bench.measure(seed=0)
+    assert bool(ds["peer"].any()) and not bool(ds["peer"].all())
+    assert bool(np.isfinite(ds["fd"]).all()) and bool((ds["fd"] > 0).all())  # every method ran, interp's and theirs
+    records = bench.records(ds)
+    assert {r.metric for r in records} == {"fd_cnn", "pathwise_error"} and all(r.ratio > 0 for r in records)
+    assert len(list((tmp_path / "images").glob("bench-model-digits-*.pt"))) == 1  # cached: a rerun samples it
