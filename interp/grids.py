@@ -136,3 +136,21 @@ def edm(schedule: Schedule, n_steps: int, t_start: float, t_end: float, rho: flo
         return (a + u * (b - a)) ** rho
 
     return _schedule_grid(schedule, sigma, knots, n_steps, t_start, t_end, "sigma = alpha / beta")
+
+
+STANDARD = ("uniform", "quadratic", "log_snr", "edm")
+"""The standard grids by name (what the solver comparisons try for each method)."""
+
+
+def standard(kind: str, schedule: Schedule, n_steps: int, t_start: float, t_end: float) -> Tensor:
+    """The standard grid named ``kind`` (one of :data:`STANDARD`) of ``n_steps`` steps from ``t_start`` to
+    ``t_end``; ``schedule`` is read by the log-SNR and EDM grids."""
+    if kind == "uniform":
+        return uniform(n_steps, t_start, t_end)
+    if kind == "quadratic":
+        return quadratic(n_steps, t_start, t_end)
+    if kind == "log_snr":
+        return log_snr_uniform(schedule, n_steps, t_start, t_end)
+    if kind == "edm":
+        return edm(schedule, n_steps, t_start, t_end)
+    raise ValueError(f"unknown grid {kind!r}; choose from {', '.join(STANDARD)}")

@@ -23,23 +23,13 @@ from interp.solvers import MOMENTUM, STANDARD, Torchdiffeq, at_budget
 from .model import ImageModel
 
 SPANS = {"vp": (0.0, 0.999), "flow": (1e-3, 1 - 1e-3)}
-GRIDS = ("uniform", "quadratic", "log_snr", "edm")
+GRIDS = grids.STANDARD
 SAMPLERS = STANDARD + MOMENTUM
 
 
 def grid(model: ImageModel, kind: str, steps: int) -> Tensor:
     """The ``kind`` grid of ``steps`` steps over the model's span."""
-    t0, t1 = SPANS[model.interpolant_name]
-    schedule = model.interpolant.schedule
-    if kind == "uniform":
-        return grids.uniform(steps, t0, t1)
-    if kind == "quadratic":
-        return grids.quadratic(steps, t0, t1)
-    if kind == "log_snr":
-        return grids.log_snr_uniform(schedule, steps, t0, t1)
-    if kind == "edm":
-        return grids.edm(schedule, steps, t0, t1)
-    raise ValueError(f"unknown grid {kind!r}; choose from {', '.join(GRIDS)}")
+    return grids.standard(kind, model.interpolant.schedule, steps, *SPANS[model.interpolant_name])
 
 
 def guided_field(model: ImageModel, labels: Tensor | None, guidance: float) -> LearnedField:

@@ -75,7 +75,7 @@ NFES = (5, 8, 10, 15, 20)
 CASES = {"gmm-2d": (2, 2000, 256), "gmm-64d": (64, 1000, 192)}
 T_START, T_END = 0.0, 1.0 - 1e-3
 TRAIN_STEPS = 1000
-GRIDS = ("uniform", "quadratic", "log_snr", "edm")
+GRIDS = grids.STANDARD
 SEARCHED = ("DPM-Solver++2M", "UniPC-2", "iPNDM-3")
 CHECK_NFE = 200
 
@@ -171,16 +171,7 @@ class Counted:
 
 
 def standard_grid(problem: Problem, kind: str, n_steps: int) -> torch.Tensor:
-    schedule = problem.interpolant.schedule
-    if kind == "uniform":
-        return grids.uniform(n_steps, T_START, T_END)
-    if kind == "quadratic":
-        return grids.quadratic(n_steps, T_START, T_END)
-    if kind == "log_snr":
-        return grids.log_snr_uniform(schedule, n_steps, T_START, T_END)
-    if kind == "edm":
-        return grids.edm(schedule, n_steps, T_START, T_END)
-    raise ValueError(f"unknown grid kind {kind!r}")
+    return grids.standard(kind, problem.interpolant.schedule, n_steps, T_START, T_END)
 
 
 def interp_methods(interpolant, nfe: int) -> dict[str, tuple[object, int]]:
