@@ -130,20 +130,19 @@ def training_rows(data: Images) -> Tensor:
     return torch.cat([data.train, plane], dim=1)
 
 
+def network(config: ImageModelConfig, channels: int, classes: int = 0) -> UNet:
+    """The (untrained) U-Net of ``config``, float32 whatever the default dtype."""
+    return UNet(channels, width=config.width, multipliers=config.multipliers, attention=config.attention,
+                blocks=config.blocks, num_classes=classes).float()  # fmt: skip
+
+
 def train_image_model(data: Images, config: ImageModelConfig, *, seed: int = 0, progress: bool = False) -> ImageModel:
     """Train a U-Net field on ``data``'s training split (resuming from ``config.checkpoint`` when it exists)."""
     if config.conditional and data.train_labels is None:
         raise ValueError(f"{data.name} has no labels: train an unconditional model (conditional=False)")
     classes = int(data.train_labels.max()) + 1 if config.conditional else 0
     torch.manual_seed(seed)
-    net = UNet(
-        data.shape[0],
-        width=config.width,
-        multipliers=config.multipliers,
-        attention=config.attention,
-        blocks=config.blocks,
-        num_classes=classes,
-    ).float()  # fmt: skip  (float32 whatever the default)
+    net = network(config, data.shape[0], classes)
     loss = LabelledLoss(config.interpolant, null_label=net.null_label if classes else None,
                         label_dropout=config.label_dropout)  # fmt: skip
     train = TrainConfig(

@@ -35,7 +35,7 @@ from interp.solvers import STANDARD, DiffusionView
 from problems.debian import default_cache
 from problems.images.classifier import scores, train_classifier
 from problems.images.data import load_dataset
-from problems.images.model import ImageModel, ImageModelConfig, train_image_model
+from problems.images.model import ImageModel, ImageModelConfig, network, train_image_model
 from problems.images.protocol import Comparison, compare_samplers
 from problems.images.sampling import initial_noise, pathwise_error, tight_solve
 
@@ -57,12 +57,8 @@ def cached_model(dataset: str, data, config: ImageModelConfig, seed: int, device
     key = json.dumps({**asdict(config), "device": None, "seed": seed, "dataset": dataset}, sort_keys=True)
     path = default_cache() / "images" / f"bench-model-{dataset}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
-        from interp.nets import UNet
-
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net = UNet(data.shape[0], width=config.width, multipliers=config.multipliers, attention=config.attention,
-                   blocks=config.blocks).float()  # fmt: skip
-        net.load_state_dict(state)
+        net = network(config, data.shape[0])
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return ImageModel(net.to(device).eval().requires_grad_(False), config.interpolant, data.shape, [])
     config = ImageModelConfig(**{**asdict(config), "device": device})
     model = train_image_model(data, config, seed=seed, progress=True)
