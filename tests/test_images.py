@@ -416,3 +416,58 @@ def test_images_bench_runs_interp_and_diffusers_on_the_same_trained_model(tmp_pa
     records = bench.records(ds)
     assert {r.metric for r in records} == {"fd_cnn", "pathwise_error"} and all(r.ratio > 0 for r in records)
     assert len(list((tmp_path / "images").glob("bench-model-digits-*.pt"))) == 1  # cached: a rerun samples it
+
+
+# ------------------------------------------------------------------------------------------------ steering
+def test_steering_runs_every_method_and_counts_its_evaluations(tmp_path, capsys):
+    steps, ks = 3, (1, 2)
+    argv = ["--task", "steering", "--conditional", "--dataset", "digits", "--steps", "10", "--width", "8",
+            "--classifier-epochs", "1", "--sde-steps", str(steps), "--compute", "1,2", "--outputs", "12",
+            "--scales", "0,2", "--label", "3", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"),
+            "--json", str(tmp_path / "records.json"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert "steering toward class 3" in capsys.readouterr().out
+    table = xr.load_dataset(tmp_path / "out" / "metrics.nc")
+    value = table["value"]
+
+    def nfe(method, k):
+        return float(value.sel({"method": method, "k": k, "metric": "nfe"}))
+
+    for k in ks:  # evaluations per output image, from each method's definition (steps + 1 grid times)
+        assert nfe("best-of-N", k) == k * (steps + 1)
+        assert nfe("fk-steering", k) == k * (steps + 1) + 1  # a population of k per output, then a data prediction
+        assert nfe("svdd", k) == 1 + k * steps + 1  # k proposals per step
+        assert 1 + steps <= nfe("budget-forcing", k) <= 1 + k * steps  # spends at most its budget
+        assert nfe("geometric-2", k) == 2 * k * steps + 1  # two models per step
+    assert nfe("cfg-0", 1) == steps + 1 and nfe("cfg-2", 1) == 2 * (steps + 1)
+    assert np.isnan(nfe("cfg-2", 2))  # guidance has no compute multiplier
+    ran = np.isfinite(value.sel({"metric": "nfe"}))
+    scores = value.where(ran)
+    assert bool(np.isfinite(scores).sum() == ran.sum() * value.sizes["metric"])
+    accuracy, reward = (scores.sel({"metric": m}).values[ran.values] for m in ("accuracy", "reward"))
+    assert ((accuracy >= 0) & (accuracy <= 1)).all() and (reward <= 0).all()  # reward: a log-probability
+    assert table.attrs["floor_accuracy"] > 0.5 and table.attrs["floor_images"] > 0
+    assert len(list((tmp_path / "out").glob("steering_*.png"))) == table.sizes["method"]
+    import json
+
+    records = json.loads((tmp_path / "records.json").read_text())
+    assert {r["peer"] for r in records} == {"best-of-N x1", "best-of-N x2"}
+    assert len(records) == 2 * (int(ran.sum()) - len(ks))
+
+
+def test_steering_bad_input():
+    """(The command line's refusals are rows of tests/test_bad_input.py.)"""
+    from interp.interpolants import preset
+    from problems.images.steering import Steering, class_reward, steer
+
+    with pytest.raises(ValueError, match="steps must be"):
+        Steering(steps=1)
+    with pytest.raises(ValueError, match="lam must be"):
+        Steering(lam=0.0)
+    unconditional = ImageModel(_GaussianNoisePredictor(preset("vp"), 0.5), "vp", (1, 8, 8), [])
+    with pytest.raises(ValueError, match="class-conditional"):
+        steer(unconditional, None, None, load_digits(seed=0), Steering())
+    from problems.images.classifier import Classifier, FeatureNet
+
+    with pytest.raises(ValueError, match="label must be"):
+        class_reward(FeatureNet(Classifier(1, 10), 0.0, None), 10)

@@ -359,11 +359,14 @@ def best_of_n(
     n_candidates: int,
     n: int | None = None,
     dim: int | None = None,
+    start: Tensor | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     device=None,
 ) -> Trajectory:
     """Best-of-N: ``n_candidates`` independent base samples for each of ``n`` outputs, keep the highest reward.
+    ``start``: the ``n_candidates * n`` initial states (candidate-major: rows ``j * n + i`` are output ``i``'s),
+    any shape ``(n_candidates * n, ...)``; default Gaussian of dimension ``dim``.
 
     Returns:
         a :class:`~interp.results.Trajectory` holding the kept samples (``final``), their rewards
@@ -371,9 +374,12 @@ def best_of_n(
     """
     if not (isinstance(n_candidates, int) and n_candidates >= 1):
         raise ValueError(f"n_candidates must be a positive integer; got {n_candidates!r}")
-    grid, generator, x = _setup(
-        base, grid, None, n * n_candidates if isinstance(n, int) else n, dim, generator, dtype, device
-    )
+    if not (isinstance(n, int) and n >= 1):
+        raise ValueError(f"n must be a positive integer (the number of outputs); got {n!r}")
+    if start is not None and (not isinstance(start, Tensor) or start.ndim < 1 or start.shape[0] != n * n_candidates):
+        got = tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__
+        raise ValueError(f"start must hold n_candidates * n = {n * n_candidates} states; got {got}")
+    grid, generator, x = _setup(base, grid, start, n * n_candidates, dim, generator, dtype, device)
     times = grid.to(x)
     for i in range(grid.shape[0] - 1):
         drift, _ = base.evaluate(times[i], x)

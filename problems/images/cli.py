@@ -7,6 +7,12 @@ Examples:
     python -m problems images --dataset fashion-mnist --interpolant vp --steps 20000 --device cuda
     python -m problems images --dataset digits --conditional --guidance 2 --samplers DPM-Solver++2M,GHVB-2
     python -m problems images --dataset my_images/ --steps 5000
+    python -m problems images --task steering --conditional --label 3 --steps 4000 --json steering.json
+
+``--task steering`` trains a class-conditional VP model and steers it toward ``--label``: reward search and SMC
+(best-of-N, FK steering, SVDD, rollover budget forcing) on the unconditional model with a classifier's
+log-probability as the reward, against classifier-free guidance and its exact geometric target
+(:mod:`problems.images.steering`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import sys
 import time
 
+import numpy as np
 import torch
 import xarray as xr
 
@@ -35,9 +42,10 @@ from .classifier import PixelFeatures, train_classifier
 from .data import DATASETS, load_dataset
 from .likelihood import ROUTES, bits_per_dim
 from .model import INTERPOLANTS, ImageModelConfig, train_image_model
-from .outputs import best_by_fd, image_grid, records, write_outputs
+from .outputs import best_by_fd, image_grid, records, steering_records, write_outputs
 from .protocol import Comparison, compare_samplers
 from .sampling import GRIDS, SAMPLERS, initial_noise, sample
+from .steering import Steering, steer
 
 PROG = "images"
 INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, FetchError)
@@ -54,12 +62,20 @@ def _indices(text: str) -> tuple[int, ...]:
     return tuple(non_negative_int(v.strip()) for v in text.split(",") if v.strip())
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    values = tuple(non_negative_float(v.strip()) for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"need a comma list of numbers >= 0; got {text!r}")
+    return values
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v.strip() for v in text.split(",") if v.strip()))
 
 
 def parser() -> Parser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=("samplers", "steering"), default="samplers", help="what to run on the model")
     p.add_argument("--dataset", default="digits", help=f"{', '.join(DATASETS)}, a folder of PNG/JPEG or an .npy")
     p.add_argument(
         "--interpolant", choices=tuple(INTERPOLANTS), default="vp", help="vp: noise prediction; flow: velocity"
@@ -79,6 +95,15 @@ def parser() -> Parser:
     p.add_argument("--samples", type=positive_int, default=1000, help="images scored per sampler and NFE")
     p.add_argument("--pilot", type=positive_int, default=64, help="images choosing each sampler's grid")
     p.add_argument("--guidance", type=non_negative_float, default=0.0, help="classifier-free guidance scale")
+    steering = p.add_argument_group("--task steering")
+    steering.add_argument("--label", type=non_negative_int, default=0, help="the class steered toward")
+    steering.add_argument("--sde-steps", type=positive_int, default=50, help="Euler-Maruyama steps of the reverse SDE")
+    steering.add_argument("--compute", type=_integers, default=Steering.multipliers,
+                          help="compute multipliers of the search methods (default 1,2,4,8)")  # fmt: skip
+    steering.add_argument("--outputs", type=positive_int, default=256, help="images per method and multiplier")
+    steering.add_argument("--lam", type=positive_float, default=1.0, help="FK steering's tilt p(x) p(c|x)^lam")
+    steering.add_argument("--scales", type=_scales, default=Steering.guidance,
+                          help="classifier-free guidance scales (default 0,1,3)")  # fmt: skip
     p.add_argument(
         "--likelihood",
         type=non_negative_int,
@@ -109,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         if args.guidance and not args.conditional:
             raise ValueError("--guidance needs --conditional (classifier-free guidance mixes both models)")
+        steering = None
+        if args.task == "steering":
+            if not args.conditional or args.interpolant != "vp":
+                raise ValueError("--task steering needs --conditional and --interpolant vp (it compares with "
+                                 "classifier-free guidance on the reverse SDE of the VP model)")  # fmt: skip
+            steering = Steering(label=args.label, steps=args.sde_steps, multipliers=args.compute,
+                                outputs=args.outputs, lam=args.lam, guidance=args.scales, seed=args.seed)  # fmt: skip
         if any(a >= len(args.multipliers) for a in args.attention):
             raise ValueError(f"--attention levels must be below {len(args.multipliers)} (the number of multipliers)")
         output_dir(args.out)
@@ -119,11 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         data = load_dataset(args.dataset, seed=args.seed, cache=args.cache)
         if args.conditional and data.train_labels is None:
             raise ValueError(f"--conditional needs labels; {args.dataset} has none")
+        if steering is not None and args.label > int(data.train_labels.max()):
+            raise ValueError(f"--label {args.label} is not a class of {data.name} (0..{int(data.train_labels.max())})")
         if args.samples > data.test.shape[0] * 10:
             raise ValueError(f"--samples {args.samples} is more than 10x the test split ({data.test.shape[0]})")
     except INPUT_ERRORS as error:
         return fail(PROG, str(error))
     try:
+        if steering is not None:
+            return _steer(args, data, model_config, steering)
         return _run(args, data, model_config, comparison)
     except INPUT_ERRORS as error:
         return fail(PROG, str(error))
@@ -162,6 +198,44 @@ def _run(args, data, model_config, comparison) -> int:
         print(f"wrote {path}")
     print(f"images: {time.time() - started:.0f} s on {args.device}")
     return 0
+
+
+def _steer(args, data, model_config, steering: Steering) -> int:
+    started = time.time()
+    progress = not args.no_progress
+    judge, reward = (
+        train_classifier(data, epochs=args.classifier_epochs, seed=s, device=args.device, cache=args.cache,
+                         progress=progress)
+        for s in (args.seed, args.seed + 1)
+    )  # fmt: skip
+    print(f"judge classifier: test accuracy {judge.accuracy:.4f}; reward classifier: {reward.accuracy:.4f}")
+    trained = time.time()
+    model = train_image_model(data, model_config, seed=args.seed, progress=progress)
+    print(f"model: {model_config.steps} steps in {time.time() - trained:.0f} s, final loss {model.losses[-1]:.4f}")
+    table, kept = steer(model, reward, judge, data, steering, progress=print if progress else None)
+    table.attrs.update(device=args.device, training_steps=model_config.steps)
+    _print_steering(table)
+    grids = {f"steering_{method}": image_grid(images) for method, images in kept.items()}
+    weights = {"net": model.net.state_dict(), "interpolant": model.interpolant_name, "shape": model.shape}
+    for path in write_outputs(args.out, table, grids, weights, steering_records(table), args.json):
+        print(f"wrote {path}")
+    print(f"images: {time.time() - started:.0f} s on {args.device}")
+    return 0
+
+
+def _print_steering(table) -> None:
+    value = table["value"]
+    print(f"steering toward class {table.attrs['label']}: reward = log p(c|x) of the reward classifier, accuracy = "
+          f"the judge's; FD-CNN against the class's training images (its test images: "
+          f"{table.attrs['floor_fd']:.3f}, accuracy {table.attrs['floor_accuracy']:.3f})")  # fmt: skip
+    print(f"{'method':<16}{'k':>3}{'NFE':>6}{'reward':>9}{'accuracy':>10}{'FD-CNN':>9}{'KD-CNN':>9}{'s':>7}")
+    for method in table["method"].values:
+        for k in table["k"].values:
+            row = value.sel({"method": method, "k": k})
+            get = {m: float(row.sel({"metric": m})) for m in ("nfe", "reward", "accuracy", "fd", "kd", "seconds")}
+            if np.isfinite(get["nfe"]):
+                print(f"{method:<16}{int(k):>3}{get['nfe']:>6.0f}{get['reward']:>9.3f}{get['accuracy']:>10.3f}"
+                      f"{get['fd']:>9.2f}{get['kd']:>9.2f}{get['seconds']:>7.1f}")  # fmt: skip
 
 
 def _likelihood(model, data, args) -> dict:

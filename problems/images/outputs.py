@@ -53,6 +53,25 @@ def records(table: xr.Dataset) -> list[BenchRecord]:
     return out
 
 
+def steering_records(table: xr.Dataset) -> list[BenchRecord]:
+    """Per multiplier, each steering method's judge accuracy (higher is better) and FD-CNN to the class's training
+    images (lower) against best-of-N's at the same multiplier (the search every steering paper compares to)."""
+    name = f"{table.attrs['dataset']}/class {table.attrs['label']}"
+    value = table["value"]
+    out = []
+    for k in table["k"].values:
+        peer = value.sel({"method": "best-of-N", "k": k})
+        for method in table["method"].values:
+            row = value.sel({"method": method, "k": k})
+            if method == "best-of-N" or not np.isfinite(float(row.sel({"metric": "nfe"}))):
+                continue
+            case = f"{name}:x{int(k)}:{method}"
+            for metric, label, better in (("accuracy", "judge_accuracy", "higher"), ("fd", "fd_cnn", "lower")):
+                out.append(compare("images-steering", case, label, float(row.sel({"metric": metric})),
+                                   f"best-of-N x{int(k)}", float(peer.sel({"metric": metric})), better))  # fmt: skip
+    return out
+
+
 def write_outputs(out_dir, table: xr.Dataset, grids: dict[str, Image.Image], weights: dict | None,
                   recs: list[BenchRecord], json_path=None) -> list[Path]:  # fmt: skip
     """Write ``metrics.nc``, each grid as ``NAME.png``, ``model.pt`` and the JSON records, all or none."""

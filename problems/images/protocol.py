@@ -20,7 +20,8 @@ from .data import Images
 from .model import ImageModel
 from .sampling import GRIDS, SAMPLERS, initial_noise, pathwise_error, sample, tight_solve
 
-METRICS = ("fd", "kd", "precision", "recall", "pathwise_error", "accuracy", "confidence", "nfe", "seconds")
+METRICS = ("fd", "kd", "precision", "recall", "pathwise_error", "accuracy", "confidence", "out_of_range", "nfe",
+           "seconds")  # fmt: skip
 
 
 @dataclass
@@ -87,6 +88,8 @@ def compare_samplers(model: ImageModel, features: FeatureNet, data: Images, conf
             seconds = time.perf_counter() - started
             row = scores(features, data.test, images, seed=config.seed)
             row["pathwise_error"] = pathwise_error(images[: config.pilot], scored_reference)
+            # the divergence artefacts of guided sampling at few steps (saturated pixels): the data lie in [-1, 1]
+            row["out_of_range"] = float((images.abs() > 1).double().mean())
             if labels is not None:
                 probabilities, labels_cpu = features.probabilities(images), labels.cpu()
                 row["accuracy"] = float((probabilities.argmax(1) == labels_cpu).double().mean())
