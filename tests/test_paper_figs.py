@@ -109,3 +109,34 @@ def test_images_fd_vs_nfe_from_a_table_and_the_bench_records(tmp_path):
     assert got[("digits/vp:cpu:floor", "fd_cnn")].ratio == pytest.approx(0.1)
     with pytest.raises(SystemExit):
         _script("images_fd_vs_nfe").main(["--out", str(out), "--table", str(tmp_path / "none.nc")])
+
+
+def test_images_steering_figure_from_a_steering_table(tmp_path):
+    xr = pytest.importorskip("xarray")
+    import numpy as np
+
+    from problems.images.steering import METRICS
+
+    methods, ks = ["best-of-N", "fk-steering", "cfg-0"], [1, 2, 4]
+    value = np.full((3, 3, len(METRICS)), np.nan)
+    for i in range(2):
+        for j, k in enumerate(ks):
+            value[i, j] = [-1.0 / k, 0.5 + 0.1 * k, 0.1, 5.0 * k, 1.0, 10.0 * k, 1.0]
+    value[2, 0] = [-0.2, 0.9, 0.8, 3.0, 1.0, 10.0, 1.0]
+    table = xr.Dataset(
+        {"value": (("method", "k", "metric"), value)},
+        coords={"method": methods, "k": ks, "metric": list(METRICS)},
+        attrs={"dataset": "digits", "label": 3, "steps": 10, "floor_reward": -0.05, "floor_accuracy": 0.97,
+               "floor_fd": 2.0},
+    )  # fmt: skip
+    path = tmp_path / "metrics.nc"
+    table.to_netcdf(path, engine="h5netcdf")
+    out = tmp_path / "figs"
+    name = "images_steering_reward_vs_nfe"
+    assert _script(name).main(["--out", str(out), "--table", str(path)]) == 0
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = xr.load_dataset(out / f"{name}.nc", engine="h5netcdf")
+    assert float(back["value"].sel({"method": "fk-steering", "k": 4, "metric": "fd"})) == 20.0
+    xr.Dataset({"x": ("a", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    with pytest.raises(SystemExit):
+        _script(name).main(["--out", str(out), "--table", str(tmp_path / "other.nc")])

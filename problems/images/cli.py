@@ -45,7 +45,7 @@ from .model import INTERPOLANTS, ImageModelConfig, train_image_model
 from .outputs import best_by_fd, image_grid, records, steering_records, write_outputs
 from .protocol import Comparison, compare_samplers
 from .sampling import GRIDS, SAMPLERS, initial_noise, sample
-from .steering import Steering, steer
+from .steering import Steering, train_and_steer
 
 PROG = "images"
 INPUT_ERRORS = (ValueError, TypeError, FileNotFoundError, ImportError, FetchError)
@@ -202,18 +202,15 @@ def _run(args, data, model_config, comparison) -> int:
 
 def _steer(args, data, model_config, steering: Steering) -> int:
     started = time.time()
-    progress = not args.no_progress
-    judge, reward = (
-        train_classifier(data, epochs=args.classifier_epochs, seed=s, device=args.device, cache=args.cache,
-                         progress=progress)
-        for s in (args.seed, args.seed + 1)
-    )  # fmt: skip
-    print(f"judge classifier: test accuracy {judge.accuracy:.4f}; reward classifier: {reward.accuracy:.4f}")
-    trained = time.time()
-    model = train_image_model(data, model_config, seed=args.seed, progress=progress)
-    print(f"model: {model_config.steps} steps in {time.time() - trained:.0f} s, final loss {model.losses[-1]:.4f}")
-    table, kept = steer(model, reward, judge, data, steering, progress=print if progress else None)
-    table.attrs.update(device=args.device, training_steps=model_config.steps)
+    table, kept, model = train_and_steer(
+        data,
+        model_config,
+        steering,
+        classifier_epochs=args.classifier_epochs,
+        device=args.device,
+        cache=args.cache,
+        progress=not args.no_progress,
+    )
     _print_steering(table)
     grids = {f"steering_{method}": image_grid(images) for method, images in kept.items()}
     weights = {"net": model.net.state_dict(), "interpolant": model.interpolant_name, "shape": model.shape}

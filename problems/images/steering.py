@@ -54,12 +54,15 @@ from interp.feynman_kac import (
 )
 from interp.metrics import frechet_distance, kernel_distance
 
-from .classifier import FeatureNet
-from .data import Images
-from .model import ImageModel
+from .classifier import FeatureNet, train_classifier
+from .data import Images, load_dataset
+from .model import ImageModel, ImageModelConfig, train_image_model
 from .sampling import grid, guided_field, initial_noise
 
 SEARCH = ("best-of-N", "fk-steering", "svdd", "budget-forcing")
+MODEL = ImageModelConfig(interpolant="vp", conditional=True, width=32, multipliers=(1, 2), steps=4000,
+                         learning_rate=1e-3)  # fmt: skip
+"""The default model steered: the digits model of the images bench, class-conditional."""
 METRICS = ("reward", "accuracy", "confidence", "fd", "kd", "nfe", "seconds")
 
 
@@ -220,3 +223,29 @@ def steer(model: ImageModel, reward_net: FeatureNet, judge: FeatureNet, data: Im
                "floor_accuracy": float((judge.probabilities(floor).argmax(1) == label).double().mean())},
     )  # fmt: skip
     return table, kept
+
+
+def train_and_steer(data: Images, model_config: ImageModelConfig = MODEL, config: Steering | None = None, *,
+                    classifier_epochs: int = 10, device: str = "cpu", cache=None, progress: bool = True):  # fmt: skip
+    """The whole steering run: the judge (seed ``config.seed``) and reward (seed + 1) classifiers (cached), the
+    conditional model, then :func:`steer`. Returns the table, the kept images and the model."""
+    config = config if config is not None else Steering()
+    judge, reward = (
+        train_classifier(data, epochs=classifier_epochs, seed=s, device=device, cache=cache, progress=progress)
+        for s in (config.seed, config.seed + 1)
+    )
+    say = print if progress else (lambda *_: None)
+    say(f"judge classifier: test accuracy {judge.accuracy:.4f}; reward classifier: {reward.accuracy:.4f}")
+    started = time.time()
+    model = train_image_model(data, model_config, seed=config.seed, progress=progress)
+    say(f"model: {model_config.steps} steps in {time.time() - started:.0f} s, final loss {model.losses[-1]:.4f}")
+    table, kept = steer(model, reward, judge, data, config, progress=say if progress else None)
+    table.attrs.update(device=device, training_steps=model_config.steps)
+    return table, kept, model
+
+
+def measure(seed: int = 0, dataset: str = "digits", device: str = "cpu") -> xr.Dataset:
+    """The default steering table of ``dataset`` (:data:`MODEL`, :class:`Steering`'s defaults)."""
+    data = load_dataset(dataset, seed=seed)
+    config = ImageModelConfig(**{**MODEL.__dict__, "device": device})
+    return train_and_steer(data, config, Steering(seed=seed), device=device)[0]
