@@ -88,7 +88,7 @@ def compare_samplers(model: ImageModel, features: FeatureNet, data: Images, conf
             seconds = time.perf_counter() - started
             row = scores(features, data.test, images, seed=config.seed)
             row["pathwise_error"] = pathwise_error(images[: config.pilot], scored_reference)
-            # the divergence artefacts of guided sampling at few steps (saturated pixels): the data lie in [-1, 1]
+            # pixels pushed outside the data range [-1, 1] (by guidance, or by a few-step sampler diverging)
             row["out_of_range"] = float((images.abs() > 1).double().mean())
             if labels is not None:
                 probabilities, labels_cpu = features.probabilities(images), labels.cpu()

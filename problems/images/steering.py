@@ -109,23 +109,21 @@ def class_reward(judge: FeatureNet, label: int):
     return reward
 
 
-def _score(model: ImageModel, label: int | None, guidance: float = 0.0):
-    """The score field of the model for one label (``None``: the null label) at any batch size, with
-    classifier-free guidance ``guidance``."""
+def _labels(model: ImageModel, label: int | None, x: Tensor) -> Tensor:
+    """``label`` (``None``: the null label) for every row of ``x``."""
     value = model.net.null_label if label is None else label
+    return torch.full((x.shape[0],), value, dtype=torch.long, device=x.device)
 
-    def score(t, x: Tensor) -> Tensor:
-        labels = torch.full((x.shape[0],), value, dtype=torch.long, device=x.device)
-        return guided_field(model, labels, guidance).score(t, x)
 
-    return score
+def _score(model: ImageModel, label: int | None, guidance: float = 0.0):
+    """The score field of the model for one label at any batch size, with classifier-free guidance
+    ``guidance``."""
+    return lambda t, x: guided_field(model, _labels(model, label, x), guidance).score(t, x)
 
 
 def _denoise(model: ImageModel, label: int | None, t_end: Tensor, x: Tensor) -> Tensor:
     """The data prediction at the last grid time (the outputs of the search methods are data predictions too)."""
-    value = model.net.null_label if label is None else label
-    labels = torch.full((x.shape[0],), value, dtype=torch.long, device=x.device)
-    return model.field(labels).posterior(t_end, x).x1
+    return model.field(_labels(model, label, x)).posterior(t_end, x).x1
 
 
 def _zero(x: Tensor) -> Tensor:
