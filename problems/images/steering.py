@@ -7,12 +7,13 @@ trained with another seed than the *feature* classifier that scores the samples,
 network (adversarial pixels) does not also fool the judge: ``reward`` is what the method optimised, ``accuracy`` and
 ``confidence`` are the judge's.
 
-Methods (all on the reverse SDE of the VP path with ``steps`` Euler–Maruyama steps on one grid, the same start
-noise; ``k`` is the compute multiplier):
+Methods (all on the reverse SDE of the VP path with ``steps`` Euler–Maruyama steps on one grid, each from its own
+seeded noise; ``k`` is the compute multiplier):
 
 * ``best-of-N``: ``k`` samples of the unconditional model (the null label) per output, keep the highest reward
   (at ``k = 1`` the unconditional model itself: the base every method starts from);
-* ``fk-steering``: a population of ``k`` particles per output, potential ``"diff"`` at every step with the final
+* ``fk-steering``: ``k`` particles per output in one population (every output has the same target, so the
+  ``k * outputs`` particles are resampled together), potential ``"diff"`` at every step with the final
   correction, so the outputs (drawn by the final weights) target :math:`p(x)\,p_\phi(c\mid x)^\lambda` — with
   :math:`\lambda = 1` and a perfect classifier that is the class-conditional law :math:`p(x \mid c)` itself;
 * ``svdd``: ``k`` proposals per step, the argmax of the reward;
