@@ -21,9 +21,29 @@ def figure_module(name: str) -> ModuleType:
     return importlib.import_module(f"paper_figs.{name}")
 
 
-def save_png(fig, path: str) -> None:
-    """Write a matplotlib figure as PNG, atomically."""
+def save_png(fig, path: str, *, legend_from=None) -> None:
+    """Lay out, write as PNG (atomically) and close a matplotlib figure; with ``legend_from`` (an axes) one legend
+    of its lines goes to the right of the whole figure."""
+    import matplotlib.pyplot as plt
+
+    if legend_from is not None:
+        handles, labels = legend_from.get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
     write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight"))
+    plt.close(fig)
+
+
+def read_table(path: str, parser, fits, what: str):
+    """The netCDF table at ``path`` (given as ``--table``) if ``fits(ds)``; else the parser's error."""
+    import xarray as xr
+
+    if not os.path.exists(path):
+        parser.error(f"--table: no such file {path!r}")
+    ds = xr.load_dataset(path, engine="h5netcdf")
+    if not fits(ds):
+        parser.error(f"--table: {path!r} is not {what}")
+    return ds
 
 
 def run(module: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:

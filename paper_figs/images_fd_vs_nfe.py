@@ -15,13 +15,12 @@ Writes ``images_fd_vs_nfe.png`` and ``images_fd_vs_nfe.nc`` into ``--out``.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import xarray as xr
 
-from .figure import run, save_png
+from .figure import read_table, run, save_png
 
 NAME = "images_fd_vs_nfe"
 
@@ -53,11 +52,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
         ax.set_ylabel("FD-CNN (floor and pixel Gaussian grey)" if metric == "fd" else "RMS per pixel to dopri5")
         ax.set_title(f"{ds.attrs['dataset']} ({ds.attrs['device']}): {'FD-CNN' if metric == 'fd' else 'pathwise'}")
         ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    save_png(fig, path)
-    plt.close(fig)
+    save_png(fig, path, legend_from=axes[0])
 
 
 def add_arguments(parser) -> None:
@@ -70,12 +65,8 @@ def load(args, parser) -> xr.Dataset:
         from validate.bench import images
 
         return images.measure(args.seed)
-    if not os.path.exists(args.table):
-        parser.error(f"--table: no such file {args.table!r}")
-    ds = xr.load_dataset(args.table, engine="h5netcdf")
-    if "method" not in ds.dims or "fd" not in ds or "peer" not in ds:
-        parser.error(f"--table: {args.table!r} is not an images bench table")
-    return ds
+    return read_table(args.table, parser, lambda ds: "method" in ds.dims and "fd" in ds and "peer" in ds,
+                      "an images bench table")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,13 +17,12 @@ Writes ``images_steering_reward_vs_nfe.png`` and ``.nc`` into ``--out``.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import xarray as xr
 
-from .figure import run, save_png
+from .figure import read_table, run, save_png
 
 NAME = "images_steering_reward_vs_nfe"
 PANELS = (("reward", "reward log p(c | x) (reward classifier)"), ("accuracy", "accuracy (judge classifier)"),
@@ -58,11 +57,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_title(f"{ds.attrs['dataset']}, class {ds.attrs['label']}, {ds.attrs['steps']} SDE steps")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    save_png(fig, path)
-    plt.close(fig)
+    save_png(fig, path, legend_from=axes[0])
 
 
 def add_arguments(parser) -> None:
@@ -75,12 +70,8 @@ def load(args, parser) -> xr.Dataset:
         from problems.images.steering import measure
 
         return measure(args.seed)
-    if not os.path.exists(args.table):
-        parser.error(f"--table: no such file {args.table!r}")
-    ds = xr.load_dataset(args.table, engine="h5netcdf")
-    if "value" not in ds or "method" not in ds.dims or "k" not in ds.dims or "floor_reward" not in ds.attrs:
-        parser.error(f"--table: {args.table!r} is not a steering table")
-    return ds
+    return read_table(args.table, parser, lambda ds: "value" in ds and {"method", "k"} <= set(ds.dims)
+                      and "floor_reward" in ds.attrs, "a steering table")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,13 +16,12 @@ Writes ``solvers_error_vs_nfe.png`` and ``solvers_error_vs_nfe.nc`` (the numbers
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import xarray as xr
 
-from .figure import run, save_png
+from .figure import read_table, run, save_png
 
 NAME = "solvers_error_vs_nfe"
 
@@ -76,11 +75,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
             ax.set_ylabel("mean |x - x_ref|" if metric == "pathwise_error" else "sliced W2 to target (floor grey)")
             ax.set_title(f"{case}: {metric.replace('_', ' ')}")
             ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    save_png(fig, path)
-    plt.close(fig)
+    save_png(fig, path, legend_from=axes[0, 0])
 
 
 def add_arguments(parser) -> None:
@@ -91,12 +86,8 @@ def load(args, parser) -> xr.Dataset:
     """The bench table from ``--table``, or measured here (the whole solvers bench)."""
     if not args.table:
         return measure(args.seed)
-    if not os.path.exists(args.table):
-        parser.error(f"--table: no such file {args.table!r}")
-    ds = xr.load_dataset(args.table, engine="h5netcdf")
-    if "solver" not in ds.dims or "pathwise_error" not in ds:
-        parser.error(f"--table: {args.table!r} is not a solvers bench table")
-    return ds
+    return read_table(args.table, parser, lambda ds: "solver" in ds.dims and "pathwise_error" in ds,
+                      "a solvers bench table")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,9 +73,7 @@ def plot(ds: xr.Dataset, path: str) -> None:
         ax.set_title(f"{reward} reward")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
     save_png(fig, path)
-    plt.close(fig)
 
 
 def add_arguments(parser) -> None:
