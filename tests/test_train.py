@@ -28,6 +28,26 @@ def _trainer(exact, steps, *, hidden=32, seed=0, **config):
     return Trainer(net, loss, exact.rho0.sample, exact.rho1.sample, config=cfg)
 
 
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_warmup_forgets_the_initialisation(warmup):
+    """The EMA's n-th update uses decay min(ema_decay, (1 + n) / (10 + n)) with the warm-up, the plain decay
+    without: after k steps the initial weights keep the product of the decays (≈ 0 vs 0.999**k)."""
+    exact = _problem()
+    trainer = _trainer(exact, 40, ema_decay=0.999, ema_warmup=warmup)
+    init = [p.detach().clone() for p in trainer.ema.parameters()]
+    trainer.train_step()
+    decay = 0.1 if warmup else 0.999
+    for e, p, p0 in zip(trainer.ema.parameters(), trainer.model.parameters(), init, strict=True):
+        assert torch.allclose(e, decay * p0 + (1 - decay) * p, atol=1e-12)
+    for _ in range(29):
+        trainer.train_step()
+    kept = torch.tensor([(1 + n) / (10 + n) if warmup else 0.999 for n in range(30)]).prod()
+    assert (kept < 1e-8) if warmup else (kept > 0.97)
+    moved = sum((e - p0).norm() for e, p0 in zip(trainer.ema.parameters(), init, strict=True))
+    trained = sum((p - p0).norm() for p, p0 in zip(trainer.model.parameters(), init, strict=True))
+    assert (moved > 0.5 * trained) if warmup else (moved < 0.1 * trained)
+
 def test_resume_is_bit_for_bit(tmp_path):
     exact = _problem()
     straight = _trainer(exact, 40)

@@ -54,7 +54,9 @@ MODELS = {  # the model trained per dataset (CPU-sized for digits)
 
 def cached_model(dataset: str, data, config: ImageModelConfig, seed: int, device: str) -> ImageModel:
     """The bench's model of ``dataset``: trained once per configuration and seed, its EMA weights cached."""
-    key = json.dumps({**asdict(config), "device": None, "seed": seed, "dataset": dataset}, sort_keys=True)
+    # "ema": the trainer's EMA recipe (warm-up since it was added), so weights averaged the old way are not reused
+    recipe = {"device": None, "seed": seed, "dataset": dataset, "ema": "warmup"}
+    key = json.dumps({**asdict(config), **recipe}, sort_keys=True)
     path = default_cache() / "images" / f"bench-model-{dataset}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         net = network(config, data.shape[0])
