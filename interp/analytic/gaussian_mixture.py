@@ -275,6 +275,42 @@ class GaussianMixture:
         )
         return GaussianMixture._from_log_weights(log_w, means, cov)
 
+    def condition(self, A, y, noise_std: float) -> tuple[GaussianMixture, float]:
+        r"""The exact posterior of this prior given :math:`y = Ax + \sigma n`, :math:`n\sim N(0, I)`, and the
+        evidence :math:`\log p(y)` (docs/algorithms.md §8).
+
+        Component :math:`k` is conditioned like a Kalman update: :math:`S_k = A\Sigma_kA^\top + \sigma^2I`,
+        :math:`K_k = \Sigma_kA^\top S_k^{-1}`, mean :math:`\mu_k + K_k(y - A\mu_k)`, covariance
+        :math:`\Sigma_k - K_kA\Sigma_k`, weight :math:`\propto w_kN(y; A\mu_k, S_k)`; :math:`\log p(y) =
+        \operatorname{logsumexp}_k[\log w_k + \log N(y; A\mu_k, S_k)]`.
+
+        Args:
+            A: ``(m, dim)`` matrix, or an operator of :mod:`interp.inverse` (its ``matrix()`` is used).
+            y: ``(m,)`` one measurement.
+            noise_std: :math:`\sigma > 0` (with :math:`\sigma = 0` the posterior is singular: it lives on
+                :math:`Ax = y`).
+        """
+        A = A.matrix() if hasattr(A, "matrix") else A
+        A = as_tensor(A, "A", dtype=self.means.dtype).to(self.means.device)
+        y = as_tensor(y, "y", dtype=self.means.dtype).to(self.means.device)
+        if A.ndim != 2 or A.shape[1] != self.dim or y.shape != (A.shape[0],):
+            raise ValueError(f"A must be (m, {self.dim}) and y (m,); got {tuple(A.shape)} and {tuple(y.shape)}")
+        check_finite(A, "A")
+        check_finite(y, "y")
+        if not (isinstance(noise_std, (int, float)) and math.isfinite(noise_std) and noise_std > 0):
+            raise ValueError(f"noise_std must be a positive number (the posterior is singular at 0); got {noise_std!r}")
+        m = A.shape[0]
+        cov_a = self.covariances @ A.T  # (K, d, m): Sigma_k A^T
+        innovation = A @ cov_a + noise_std**2 * torch.eye(m, dtype=A.dtype, device=A.device)
+        innovation = 0.5 * (innovation + innovation.transpose(-1, -2))
+        predicted = self.means @ A.T  # (K, m)
+        gain = torch.linalg.solve(innovation, cov_a.transpose(-1, -2)).transpose(-1, -2)  # Sigma A^T S^{-1}
+        means = self.means + (gain @ (y - predicted)[..., None]).squeeze(-1)
+        cov = self.covariances - gain @ cov_a.transpose(-1, -2)
+        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        log_w = self.log_weights + GaussianMixture._gaussian_log_pdf(y.expand_as(predicted), predicted, innovation)
+        return GaussianMixture._from_log_weights(log_w, means, cov)
+
     @staticmethod
     def _gaussian_log_pdf(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
         chol = cholesky_checked(cov, "covariances")

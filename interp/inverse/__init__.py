@@ -1,0 +1,42 @@
+"""Inverse problems with diffusion and flow priors (docs/algorithms.md §8)."""
+
+from .ensemble import ensemble_sample, exact_start, fk_sample
+from .guidance import GUIDANCE, ddim_step, guided_sample
+from .measurement import Measurement, Prior
+from .operators import (
+    Blur,
+    Downsample,
+    Identity,
+    LinearOperator,
+    Mask,
+    Matrix,
+    Nonlinear,
+    box_mask,
+    gaussian_blur,
+    random_mask,
+    uniform_blur,
+)
+from .red_diff import red_diff
+
+__all__ = [
+    "GUIDANCE",
+    "Blur",
+    "Downsample",
+    "Identity",
+    "LinearOperator",
+    "Mask",
+    "Matrix",
+    "Measurement",
+    "Nonlinear",
+    "Prior",
+    "box_mask",
+    "ddim_step",
+    "ensemble_sample",
+    "exact_start",
+    "fk_sample",
+    "gaussian_blur",
+    "guided_sample",
+    "random_mask",
+    "red_diff",
+    "uniform_blur",
+]
