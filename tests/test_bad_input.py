@@ -27,6 +27,18 @@ from interp.dynamics import SDE
 from interp.feynman_kac import BaseSampler, best_of_n, fk_steer, posterior_sample, svdd, weighted_resample
 from interp.fields import Parameterisation
 from interp.interpolants import Interpolant, preset
+from interp.inverse import (
+    Downsample,
+    Mask,
+    Matrix,
+    Measurement,
+    Nonlinear,
+    Prior,
+    box_mask,
+    ensemble_sample,
+    guided_sample,
+    red_diff,
+)
 from interp.langevin import BAOAB, MALA, ULA, AnnealedLangevin, LangevinTarget, run_chains
 from interp.losses import InterpolantLoss
 from interp.metrics import energy_distance, mmd, sliced_wasserstein2, wasserstein
@@ -256,6 +268,20 @@ def _nan_after(t_bad):
         return x * math.nan if float(t) > t_bad else -x
 
     return field
+
+
+
+def _inverse_prior():
+    return Prior.from_field(_exact("vp"))
+
+
+def _inverse_measurement(noise_std=0.1, operator=None):
+    return Measurement(operator or Matrix(torch.ones(1, 2, dtype=F64)), torch.tensor([0.5], dtype=F64), noise_std)
+
+
+def _nonlinear_measurement():
+    op = Nonlinear(lambda x: (x**2).sum(1, keepdim=True), (2,), (1,))
+    return Measurement(op, torch.tensor([1.0], dtype=F64), 0.1)
 
 
 def _cli(argv_module, argv):
@@ -661,6 +687,40 @@ CASES = [
          changed=True),
     Case("problems", "a CSV without the time column", lambda tmp: _read_csv(tmp, "hour,g1\n0,1\n"), ValueError,
          "time column 'day'"),
+    # ------------------------------------------------------------------ inverse problems
+    Case("inverse", "negative measurement noise", lambda tmp: _inverse_measurement(-0.1), ValueError,
+         "noise_std must be a finite number >= 0"),
+    Case("inverse", "NaN in the measurement", lambda tmp: Measurement(Matrix(torch.ones(1, 2)),
+         torch.tensor([math.nan]), 0.1), ValueError, "NaN"),
+    Case("inverse", "a measurement of the wrong shape", lambda tmp: Measurement(Matrix(torch.ones(1, 2)),
+         torch.zeros(3, 2), 0.1), ValueError, "y must have shape (batch, 1)"),
+    Case("inverse", "a mask that is not 0/1", lambda tmp: Mask(torch.tensor([0.0, 0.5, 1.0])), ValueError,
+         "only 0 and 1"),
+    Case("inverse", "a mask that observes nothing", lambda tmp: Mask(torch.zeros(4)), ValueError, "observes nothing"),
+    Case("inverse", "a box larger than the image", lambda tmp: box_mask((1, 4, 4), 5), ValueError, "fit inside"),
+    Case("inverse", "downsampling by a factor that does not divide", lambda tmp: Downsample((1, 6, 6), 4),
+         ValueError, "divisible"),
+    Case("inverse", "an operator whose shape does not match the prior", lambda tmp: guided_sample(
+         _inverse_prior(), _inverse_measurement(operator=Matrix(torch.ones(1, 3, dtype=F64))), _vp_grid(), 4,
+         progress=False), ValueError, "shape"),
+    Case("inverse", "ΠGDM with a nonlinear operator", lambda tmp: guided_sample(_inverse_prior(),
+         _nonlinear_measurement(), _vp_grid(), 4, method="pigdm"), ValueError, "needs a linear operator"),
+    Case("inverse", "an unknown guidance method", lambda tmp: guided_sample(_inverse_prior(), _inverse_measurement(),
+         _vp_grid(), 4, method="mcg"), ValueError, "unknown guidance method"),
+    Case("inverse", "the ensemble with a noiseless measurement", lambda tmp: ensemble_sample(_inverse_prior(),
+         _inverse_measurement(0.0), _vp_grid(), 4), ValueError, "needs noise_std > 0"),
+    Case("inverse", "RED-Diff with a negative regulariser", lambda tmp: red_diff(_inverse_prior(),
+         _inverse_measurement(), _vp_grid(), 4, lam=-1.0), ValueError, "lam"),
+    Case("inverse", "a two-sided interpolant as the prior", lambda tmp: Prior(preset("linear"),
+         lambda t, x: x), ValueError, "Gaussian-base"),
+    Case("inverse", "a nonlinear operator without gradient (DPS)", lambda tmp: guided_sample(_inverse_prior(),
+         Measurement(Nonlinear(lambda x: x.detach()[:, :1] ** 2, (2,), (1,)), torch.tensor([1.0], dtype=F64), 0.1),
+         _vp_grid(), 4, method="dps", progress=False), GradientError, "carries no gradient", changed=True),
+    Case("inverse", "a nonlinear operator without gradient (RED-Diff)", lambda tmp: red_diff(_inverse_prior(),
+         Measurement(Nonlinear(lambda x: x.detach()[:, :1] ** 2, (2,), (1,)), torch.tensor([1.0], dtype=F64), 0.1),
+         _vp_grid(), 4, progress=False), GradientError, "carries no gradient", changed=True),
+    Case("inverse", "the closed-form posterior of a noiseless measurement", lambda tmp: _gm().condition(
+         torch.ones(1, 2), torch.ones(1), 0.0), ValueError, "singular"),
     Case("results", "netCDF into a missing folder (made)", lambda tmp: _written(tmp, Path(tmp) / "no" / "x.nc"),
          check=lambda path: path.is_file()),
     Case("results", "trajectory with times and states disagreeing", lambda tmp: Trajectory(torch.zeros(3),
@@ -822,5 +882,5 @@ def test_table_size():
     areas = {c.area for c in CASES}
     expected = {"density", "langevin", "feynman-kac", "analytic", "bridges", "results", "nets", "train",
                 "checkpoint", "couplings", "solvers", "driver", "grids", "interpolants", "schedules",
-                "superposition", "wgf", "smc", "metrics", "diagnostics"}  # fmt: skip
+                "superposition", "wgf", "smc", "metrics", "diagnostics", "inverse"}  # fmt: skip
     assert expected <= areas, expected - areas

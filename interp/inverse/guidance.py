@@ -40,7 +40,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._checks import check_count, check_positive
-from .._grad import autograd_on, grad_leaf
+from .._grad import autograd_on, check_graph, grad_leaf
 from .._random import randn_like, seeded_generator
 from ..grids import check_grid
 from ..results import Trajectory
@@ -194,7 +194,9 @@ def guided_sample(
             if not x1.requires_grad or beta == 0:
                 g = None  # at beta = 0 the state carries no information about x1: the likelihood is flat in it
             elif method == "dps":
-                norm = measurement.operator(x1).sub(y).reshape(n, -1).norm(dim=1)
+                measured = measurement.operator(x1)
+                check_graph(measured, measurement.operator, x1, "the measurement operator")
+                norm = measured.sub(y).reshape(n, -1).norm(dim=1)
                 (g,) = torch.autograd.grad((norm**2).sum(), xg, retain_graph=False)
                 g = -zeta * g / norm.clamp_min(1e-12).reshape(n, *([1] * (x.ndim - 1)))
                 guidance.backward += 1

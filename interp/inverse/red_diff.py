@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._checks import check_count, check_positive
+from .._grad import check_graph
 from .._random import randn_like, seeded_generator
 from ..grids import check_grid
 from ..results import Trajectory
@@ -67,7 +68,9 @@ def red_diff(
             residual = (xt - beta * x1) / alpha - noise
         nfe += 1
         with torch.enable_grad():
-            fit = 0.5 * (measurement.operator(mu) - y).reshape(n, -1).pow(2).sum(1) / sigma**2
+            measured = measurement.operator(mu)
+            check_graph(measured, measurement.operator, mu, "the measurement operator")
+            fit = 0.5 * (measured - y).reshape(n, -1).pow(2).sum(1) / sigma**2
             regulariser = lam * (alpha / beta) * (residual * mu).reshape(n, -1).mean(1)
             loss = (fit + regulariser).sum()
             optimiser.zero_grad(set_to_none=True)
