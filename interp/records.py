@@ -4,7 +4,8 @@ problem adapters (docs/design.md, "Records").
 The schema lives in the library so that every layer above it — ``problems/``, ``validate/``, ``paper_figs/`` —
 imports it downward. Two kinds:
 
-* :class:`Record` — one check against a closed form or a budget:
+* :class:`Record` — one check against a closed form or a budget (or, with op ``"report"``, a measured value that
+  is stated, not checked):
   ``{"suite", "case", "method", "metric", "value", "tolerance", "op", "passed", "tier"}``;
 * :class:`BenchRecord` — one measurement beside a peer on the same work in the same run:
   ``{"bench", "case", "metric", "ours", "peer", "peer_value", "ratio", "better"}``.
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from ._files import write_atomically
 
-__all__ = ["TIERS", "BenchRecord", "Record", "check", "compare", "read_records", "write_records"]
+__all__ = ["TIERS", "BenchRecord", "Record", "check", "compare", "read_records", "report", "write_records"]
 
 TIERS = ("quick", "full")
 
@@ -44,6 +45,14 @@ class Record:
     op: str
     passed: bool
     tier: str = "full"
+
+
+def report(suite: str, case: str, method: str, metric: str, value: float, tier: str = "full") -> Record:
+    """A measured value that is not a check (op ``"report"``, tolerance NaN, never failing): the bias of an
+    approximate method, stated rather than bounded by a loosened budget."""
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {TIERS}; got {tier!r}")
+    return Record(suite, case, method, metric, float(value), math.nan, "report", True, tier)
 
 
 def check(

@@ -1,4 +1,4 @@
-"""Inverse problems (docs/algorithms.md §8): operators against their dense matrices, the closed-form posterior
+"""Inverse problems (docs/algorithms.md §7): operators against their dense matrices, the closed-form posterior
 against quadrature, and the samplers against exact posteriors."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from interp import grids
 from interp.analytic import ExactMarginals, GaussianMixture
-from interp.feynman_kac import linear_gaussian_start
+from interp.feynman_kac import linear_gaussian_start, posterior_sample
 from interp.interpolants import preset
 from interp.inverse import (
     Downsample,
@@ -212,3 +212,28 @@ def test_dps_and_red_diff_fit_the_measurement():
     for out in (dps, red):
         assert torch.isfinite(out.states).all()
         assert measurement.residual(out.states[-1]).abs().mean() < 0.3 * prior_misfit
+
+
+def test_the_implicit_likelihood_step_survives_a_sharp_likelihood():
+    """At sigma_y = 0.02 an explicit Euler–Maruyama step of the weighted sampler diverges within 100 steps (a
+    NonFiniteStateError or a FloatingPointError that names the step, never NaN samples); the drift-implicit step
+    through the operator stays finite and puts the weighted mode mass within 0.1 of the exact 0.5 (three seeds, 2000
+    particles; measured 0.50–0.56 over seeds 0–4: at h·ε/σ_y² ≫ 1 the weights are biased, the evidence by ~2 nats
+    at 100 steps — docs/algorithms.md §7)."""
+    prior, _, _, _ = _mixture_problem()
+    op = Matrix(torch.tensor([[1.0, 1.0]]))
+    measurement = Measurement(op, torch.tensor([0.5], dtype=F64), 0.02)
+    post, _ = _mixture_marginals()[1].condition(op, measurement.y[0], 0.02)
+    grid = grids.uniform(100, *prior.interpolant.time_range)
+    start, log_z = exact_start(prior, measurement, float(grid[0]), 500, torch.Generator().manual_seed(0))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        posterior_sample(prior.interpolant, prior.score, measurement.log_likelihood, grid, start=start,
+                         start_log_normaliser=log_z, generator=torch.Generator().manual_seed(0),
+                         progress=False)  # fmt: skip
+    for seed in range(3):
+        out = ensemble_sample(prior, measurement, grid, 2000, generator=torch.Generator().manual_seed(seed),
+                              progress=False)  # fmt: skip
+        assert torch.isfinite(out.states).all()
+        w = torch.softmax(out.extras["log_weight"][-1], 0)
+        mass = float((w * (post.component_of(out.states[-1]) == 0)).sum())
+        assert abs(mass - float(post.weights[0])) < 0.1, (seed, mass)

@@ -21,6 +21,7 @@ from . import (
     distributions,
     fast_solvers,
     feynman_kac,
+    inverse,
     langevin,
     learned,
     time_series,
@@ -39,6 +40,7 @@ RUNNERS = {  # each takes (seed, tier); "distribution" (first) also returns the 
     "trajectories": trajectories.run,
     "langevin": langevin.run,
     "feynman-kac": feynman_kac.run,
+    "inverse": inverse.run,
     "time-series": time_series.run,
 }
 SUITES = tuple(RUNNERS)
@@ -72,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds[name] = time.time() - begun
     print(format_table(records))
     print("validate: " + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
-    print(f"validate: {len(records)} checks ({tier} tier) in {time.time() - started:.0f} s")
+    reported = sum(r.op == "report" for r in records)
+    print(f"validate: {len(records) - reported} checks, {reported} values reported ({tier} tier) in "
+          f"{time.time() - started:.0f} s")  # fmt: skip
     with StagedOutputs() as staging:  # all outputs or none
         if args.json:
             write_records(records, staging.stage(args.json))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from interp.records import Record, check, write_records
+from interp.records import Record, check, report, write_records
 
-__all__ = ["Record", "check", "format_table", "write_records"]
+__all__ = ["Record", "check", "format_table", "report", "write_records"]
 
 
 def format_table(records: list[Record]) -> str:
@@ -12,10 +12,15 @@ def format_table(records: list[Record]) -> str:
     header = f"{'suite':<13} {'case':<26} {'method':<22} {'metric':<24} {'value':>10}    {'tolerance':>9}  ok"
     lines = [header, "-" * len(header)]
     for r in records:
+        if r.op == "report":  # a measured value, not a check
+            lines.append(f"{r.suite:<13} {r.case:<26} {r.method:<22} {r.metric:<24} {r.value:>10.4g}    {'':<9}  -")
+            continue
         lines.append(
             f"{r.suite:<13} {r.case:<26} {r.method:<22} {r.metric:<24} {r.value:>10.4g} {r.op:>2} {r.tolerance:<9.4g}"
             f"  {'yes' if r.passed else 'NO'}"
         )
-    failed = sum(not r.passed for r in records)
-    lines.append(f"{len(records) - failed} passed, {failed} failed")
+    checks = [r for r in records if r.op != "report"]
+    failed = sum(not r.passed for r in checks)
+    reported = len(records) - len(checks)
+    lines.append(f"{len(checks) - failed} passed, {failed} failed" + (f", {reported} reported" if reported else ""))
     return "\n".join(lines)

@@ -47,10 +47,14 @@ def _validate_section(records: list[Record]) -> list[str]:
     by_suite: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         by_suite[r.suite].append(r)
-    passed = sum(r.passed for r in records)
-    lines = [f"**{passed} of {len(records)} checks passed.**", ""]
+    checks = [r for r in records if r.op != "report"]
+    passed = sum(r.passed for r in checks)
+    reported = len(records) - len(checks)
+    lines = [f"**{passed} of {len(checks)} checks passed**" + (f" ({reported} values reported, not checked)." if
+                                                                  reported else "."), ""]  # fmt: skip
     lines += ["| suite | checks | passed |", "|---|---|---|"]
-    lines += [f"| {s} | {len(rs)} | {sum(r.passed for r in rs)} |" for s, rs in by_suite.items()]
+    lines += [f"| {s} | {sum(r.op != 'report' for r in rs)} | {sum(r.passed and r.op != 'report' for r in rs)} |"
+              for s, rs in by_suite.items()]  # fmt: skip
     for suite, rows in by_suite.items():
         lines += [
             "",
@@ -60,10 +64,10 @@ def _validate_section(records: list[Record]) -> list[str]:
             "|---|---|---|---|---|---|",
         ]
         for r in rows:
-            ok = "yes" if r.passed else "**NO**"
+            ok = "reported" if r.op == "report" else "yes" if r.passed else "**NO**"
+            budget = "—" if r.op == "report" else f"{r.op} {_number(r.tolerance)}"
             lines.append(
-                f"| {_cell(r.case)} | {_cell(r.method)} | {_cell(r.metric)} | {_number(r.value)} "
-                f"| {r.op} {_number(r.tolerance)} | {ok} |"
+                f"| {_cell(r.case)} | {_cell(r.method)} | {_cell(r.metric)} | {_number(r.value)} | {budget} | {ok} |"
             )
     return lines
 

@@ -277,7 +277,7 @@ class GaussianMixture:
 
     def condition(self, A, y, noise_std: float) -> tuple[GaussianMixture, float]:
         r"""The exact posterior of this prior given :math:`y = Ax + \sigma n`, :math:`n\sim N(0, I)`, and the
-        evidence :math:`\log p(y)` (docs/algorithms.md §8).
+        evidence :math:`\log p(y)` (docs/algorithms.md §7).
 
         Component :math:`k` is conditioned like a Kalman update: :math:`S_k = A\Sigma_kA^\top + \sigma^2I`,
         :math:`K_k = \Sigma_kA^\top S_k^{-1}`, mean :math:`\mu_k + K_k(y - A\mu_k)`, covariance

@@ -29,6 +29,7 @@ from .._random import seeded_generator
 from ..interpolants import Interpolant
 from ..results import Trajectory
 from ..smc import ResamplePolicy
+from ..stepping import NonFiniteStateError
 from ._loop import Move, euler_maruyama, run_weighted
 from .correctors import noise_fn
 
@@ -43,7 +44,13 @@ def _grad(log_likelihood: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
             shape = getattr(value, "shape", type(value).__name__)
             raise ValueError(f"log_likelihood must return a ({x.shape[0]},) tensor; got {shape}")
         if not torch.isfinite(value).all():
-            raise ValueError("log_likelihood returned a non-finite value")
+            # at finite particles: a likelihood that returns NaN/inf, or particles driven far out by a step too
+            # large for a sharp likelihood (its gradient grows like 1/noise^2) — the message names both
+            raise FloatingPointError(
+                f"log_likelihood returned a non-finite value at particles up to |x| = {float(x.abs().max()):.3g}: "
+                "it is NaN/inf there, or the particles diverged because the likelihood is too sharp for this "
+                "step (use more steps)"
+            )
         if not check_graph(value, log_likelihood, xg, "log_likelihood"):
             return torch.zeros_like(x)
         (grad,) = torch.autograd.grad(value.sum(), xg)
@@ -60,6 +67,7 @@ def posterior_sample(
     start_log_normaliser: float = 0.0,
     velocity: Callable[[Tensor, Tensor], Tensor] | None = None,
     noise="diffusion",
+    precision_solve: Callable[[Tensor, float], Tensor] | None = None,
     policy: ResamplePolicy | None = None,
     scheme: str = "systematic",
     generator: torch.Generator | None = None,
@@ -75,6 +83,11 @@ def posterior_sample(
             :math:`\nabla\log L`).
         start: particles from :math:`q_{t_0}L/Z_{t_0}` (or ``(particles, log_weights)``), with
             ``start_log_normaliser`` :math:`\log Z_{t_0}`.
+        precision_solve: for a Gaussian likelihood, :math:`(v, c) \mapsto (I + cP)^{-1}v` with :math:`P` the
+            Hessian of :math:`-\log L`; the likelihood's pull is then taken drift-implicitly,
+            :math:`x' = x + (I + h\epsilon P)^{-1}(h u + \sqrt{2\epsilon h}\,\xi)`, stable whatever
+            :math:`h\epsilon\|P\|` (explicit Euler–Maruyama diverges once it exceeds 2: a sharp likelihood,
+            :math:`\|P\| \sim 1/\sigma_y^2`, would need thousands of steps).
     Returns a weighted :class:`~interp.results.Trajectory`; ``attrs["log_normaliser"]`` estimates the evidence.
     """
     if velocity is None and not interpolant.gaussian_base:
@@ -89,6 +102,9 @@ def posterior_sample(
         eps = epsilon(tt).to(x)
         s = score(t0, x)
         calls[0] += 1
+        if not torch.isfinite(x).all():
+            # a likelihood too sharp for an explicit step: more steps, or precision_solve
+            raise NonFiniteStateError(i, float(t0), "fk-posterior")
         g = _grad(log_likelihood, x)
         if velocity is None:
             b = interpolant.posterior(t0, x, score=s).velocity
@@ -100,7 +116,10 @@ def posterior_sample(
 
         def advance(take) -> Tensor:
             y, d = (x, drift) if take is None else (take(x), take(drift))
-            return euler_maruyama(y, d, eps, h, generator)
+            moved = euler_maruyama(y, d, eps, h, generator)
+            if precision_solve is None:
+                return moved
+            return y + precision_solve(moved - y, float(h * eps))
 
         return Move((h * rate).double(), advance)
 

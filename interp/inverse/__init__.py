@@ -1,4 +1,4 @@
-"""Inverse problems with diffusion and flow priors (docs/algorithms.md §8)."""
+"""Inverse problems with diffusion and flow priors (docs/algorithms.md §7)."""
 
 from .ensemble import ensemble_sample, exact_start, fk_sample
 from .guidance import GUIDANCE, ddim_step, guided_sample

@@ -1,4 +1,4 @@
-r"""Reconstruction guidance: DPS, ΠGDM and second-order Tweedie on a DDIM sampler (docs/algorithms.md §8).
+r"""Reconstruction guidance: DPS, ΠGDM and second-order Tweedie on a DDIM sampler (docs/algorithms.md §7).
 
 Each method approximates the likelihood of the measurement given the *noisy* state,
 :math:`p_t(y\mid x_t) = \int N(y; Hx_1, \sigma_y^2I)\,p(x_1\mid x_t)\,dx_1`, by replacing
@@ -183,7 +183,7 @@ def guided_sample(
     y = y.to(dtype)
     first, nfe, started = x, 0, time.perf_counter()
     bar = tqdm(total=len(grid) - 1, desc=method, disable=None if progress else True, leave=False)
-    for t, t_next in zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True):
+    for step, (t, t_next) in enumerate(zip(grid[:-1].tolist(), grid[1:].tolist(), strict=True)):
         alpha, beta = prior.coefficients(torch.tensor(t))
         with autograd_on():
             xg = grad_leaf(x)
@@ -209,7 +209,7 @@ def guided_sample(
         if g is not None and method == "dps":
             x = x + g
         if not torch.isfinite(x).all():
-            raise FloatingPointError(f"{method}: the state became non-finite at t = {t:.4g} (step {bar.n}); "
+            raise FloatingPointError(f"{method}: the state became non-finite at t = {t:.4g} (step {step}); "
                                      "lower zeta / weight or use more steps")  # fmt: skip
         bar.update()
     bar.close()

@@ -2,7 +2,7 @@ r"""A measurement :math:`y = Hx + \sigma_y n` and a prior given by its data pred
 
 Every method of :mod:`interp.inverse` samples :math:`x_1` given :math:`y` from a prior model on a Gaussian-base
 interpolant :math:`x_t = \alpha_t x_0 + \beta_t x_1`, :math:`x_0\sim N(0, I)` (interp's convention: noise at
-t = 0, data at t = 1; docs/algorithms.md §8 writes :math:`\sigma_t, \alpha_t` for interp's
+t = 0, data at t = 1; docs/algorithms.md §7 writes :math:`\sigma_t, \alpha_t` for interp's
 :math:`\alpha_t, \beta_t`). The prior enters only through :math:`\hat x_1 = E[x_1\mid x_t]`, from which
 :meth:`~interp.interpolants.Interpolant.posterior` gives the noise prediction and the score, so a velocity, noise,
 score or data-prediction network plugs in through :class:`~interp.fields.LearnedField`, and the exact fields of

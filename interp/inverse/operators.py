@@ -1,4 +1,4 @@
-r"""Measurement operators :math:`H` for :math:`y = Hx + \sigma_y n` (docs/algorithms.md §8).
+r"""Measurement operators :math:`H` for :math:`y = Hx + \sigma_y n` (docs/algorithms.md §7).
 
 An operator acts on a batch ``(n, *shape)`` and returns ``(n, *out_shape)``. Besides the forward map each linear
 operator gives what the posterior methods need, computed in its own structure rather than through a dense matrix
@@ -110,7 +110,8 @@ class LinearOperator(Operator):
         return self._adjoint(self.check_measurement(y))
 
     def gram_solve(self, v: Tensor, scale=1.0, shift=0.0) -> Tensor:
-        """:math:`(\\text{scale}\\,HH^\\top + \\text{shift}\\,I)^{-1} v` (``scale``, ``shift``: floats or ``(n,)``)."""
+        """:math:`(\\text{scale}\\,HH^\\top + \\text{shift}\\,I)^{-1} v` (``scale``, ``shift``: floats or ``(n,)``);
+        where the system is singular (``shift = 0`` and a zero eigenvalue), the pseudo-inverse."""
         raise NotImplementedError
 
     def gram_eigenvalues(self) -> Tensor:
@@ -328,7 +329,10 @@ class Blur(LinearOperator):
         sc = _scalars(scale, v).to(torch.float64)
         sh = _scalars(shift, v).to(torch.float64)
         spectrum = torch.fft.fftn(v.double(), dim=self.dims)
-        return torch.fft.ifftn(spectrum / (sc * power + sh), dim=self.dims).real.to(v.dtype)
+        denominator = sc * power + sh
+        # a frequency the blur removes, with no shift, is singular: solved in the least-squares sense (0)
+        spectrum = torch.where(denominator > 0, spectrum / torch.where(denominator > 0, denominator, 1.0), 0)
+        return torch.fft.ifftn(spectrum, dim=self.dims).real.to(v.dtype)
 
     def gram_eigenvalues(self):
         power = (self.gain.abs() ** 2).reshape(-1)
@@ -404,7 +408,10 @@ class Matrix(LinearOperator):
     def gram_solve(self, v, scale=1.0, shift=0.0):
         v = self.check_measurement(v, "v")
         q = self.eigenvectors.to(v)
-        return ((v @ q) / (_scalars(scale, v) * self.eigenvalues.to(v) + _scalars(shift, v))) @ q.T
+        denominator = _scalars(scale, v) * self.eigenvalues.to(v) + _scalars(shift, v)
+        # a direction A does not reach, with no shift, is singular: solved in the least-squares sense (0)
+        coefficients = torch.where(denominator > 0, (v @ q) / torch.where(denominator > 0, denominator, 1.0), 0)
+        return coefficients @ q.T
 
     def gram_eigenvalues(self):
         return self.eigenvalues

@@ -1,11 +1,12 @@
 r"""RED-Diff (Mardani et al. 2023): variational posterior mode-seeking with a diffusion prior as regulariser
-(docs/algorithms.md §8).
+(docs/algorithms.md §7).
 
-The reconstruction :math:`\mu` starts at :math:`H^+y` (linear operators; 0 otherwise) and is optimised by Adam
-along the grid from high noise to low. At each time a fresh :math:`\xi\sim N(0, I)` gives
+The reconstruction :math:`\mu` starts at :math:`H^\top(HH^\top + \sigma_y^2I)^{-1}y` (:math:`H^+y` regularised:
+the paper's :math:`H^+y` amplifies the noise of an ill-conditioned operator; 0 for a nonlinear one) and is
+optimised by Adam along the grid from high noise to low. At each time a fresh :math:`\xi\sim N(0, I)` gives
 :math:`x_t = \beta_t\mu + \alpha_t\xi` and the step minimises
 
-:math:`\|y - H\mu\|^2/(2\sigma_y^2) + \lambda\,w(t)\,\mathrm{mean}(\mathrm{sg}[\hat x_0(x_t) - \xi]\cdot\mu)`,
+:math:`\|y - H\mu\|^2/(2\sigma_y^2) + \lambda\,w(t)\,\langle\mathrm{sg}[\hat x_0(x_t) - \xi], \mu\rangle`,
 :math:`w(t) = \alpha_t/\beta_t`
 
 (:math:`\hat x_0` the noise prediction; the stop-gradient makes the second term's gradient the score-matching
@@ -54,7 +55,14 @@ def red_diff(
     y = y.to(dtype)
     generator = seeded_generator(generator, y.device)
     H = measurement.operator
-    init = H.pinv(y) if H.linear else torch.zeros(n, *H.shape, dtype=dtype, device=y.device)
+    # The paper starts at H^+ y; with noise that amplifies the noise of an ill-conditioned operator (a blur's pinv
+    # by up to 1/rcond), so the start is the Tikhonov solution H^T (HH^T + sigma^2 I)^{-1} y, which is H^+ y at
+    # sigma -> 0 and the posterior mean under a N(0, I) prior otherwise.
+    init = (
+        H.adjoint(H.gram_solve(y, 1.0, sigma**2))
+        if H.linear
+        else torch.zeros(n, *H.shape, dtype=dtype, device=y.device)
+    )
     mu = init.detach().clone().requires_grad_(True)
     optimiser = torch.optim.Adam([mu], lr=learning_rate)
     started, nfe = time.perf_counter(), 0
@@ -71,7 +79,9 @@ def red_diff(
             measured = measurement.operator(mu)
             check_graph(measured, measurement.operator, mu, "the measurement operator")
             fit = 0.5 * (measured - y).reshape(n, -1).pow(2).sum(1) / sigma**2
-            regulariser = lam * (alpha / beta) * (residual * mu).reshape(n, -1).mean(1)
+            # summed over the coordinates like the data term (a mean would weaken the prior like 1/dim:
+            # docs/algorithms.md §7)
+            regulariser = lam * (alpha / beta) * (residual * mu).reshape(n, -1).sum(1)
             loss = (fit + regulariser).sum()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

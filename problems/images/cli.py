@@ -8,11 +8,16 @@ Examples:
     python -m problems images --dataset digits --conditional --guidance 2 --samplers DPM-Solver++2M,GHVB-2
     python -m problems images --dataset my_images/ --steps 5000
     python -m problems images --task steering --conditional --label 3 --steps 4000 --json steering.json
+    python -m problems images --task inverse --steps 4000 --inverse-tasks box,sr2,deblur --noise 0,0.05
 
 ``--task steering`` trains a class-conditional VP model and steers it toward ``--label``: reward search and SMC
 (best-of-N, FK steering, SVDD, rollover budget forcing) on the unconditional model with a classifier's
 log-probability as the reward, against classifier-free guidance and its exact geometric target
 (:mod:`problems.images.steering`).
+
+``--task inverse`` trains an unconditional VP model and reconstructs test images from masked, downsampled, blurred
+or noisy measurements by DPS, ΠGDM, second-order Tweedie, RED-Diff and the weighted ensemble, scored by PSNR, SSIM,
+FD-CNN, classifier accuracy and pixel coverage (:mod:`problems.images.inverse`).
 """
 
 from __future__ import annotations
@@ -40,9 +45,10 @@ from interp.cli import (
 from ..debian import FetchError
 from .classifier import PixelFeatures, train_classifier
 from .data import DATASETS, load_dataset
+from .inverse import METHODS, TASKS, Reconstruction, reconstruct
 from .likelihood import ROUTES, bits_per_dim
 from .model import INTERPOLANTS, ImageModelConfig, train_image_model
-from .outputs import best_by_fd, image_grid, records, steering_records, write_outputs
+from .outputs import best_by_fd, image_grid, inverse_records, records, steering_records, write_outputs
 from .protocol import Comparison, compare_samplers
 from .sampling import GRIDS, SAMPLERS, initial_noise, sample
 from .steering import Steering, train_and_steer
@@ -75,7 +81,8 @@ def _names(text: str) -> tuple[str, ...]:
 
 def parser() -> Parser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=("samplers", "steering"), default="samplers", help="what to run on the model")
+    p.add_argument("--task", choices=("samplers", "steering", "inverse"), default="samplers",
+                   help="what to run on the model")  # fmt: skip
     p.add_argument("--dataset", default="digits", help=f"{', '.join(DATASETS)}, a folder of PNG/JPEG or an .npy")
     p.add_argument(
         "--interpolant", choices=tuple(INTERPOLANTS), default="vp", help="vp: noise prediction; flow: velocity"
@@ -104,6 +111,16 @@ def parser() -> Parser:
     steering.add_argument("--lam", type=positive_float, default=1.0, help="FK steering's tilt p(x) p(c|x)^lam")
     steering.add_argument("--scales", type=_scales, default=Steering.guidance,
                           help="classifier-free guidance scales (default 0,1,3)")  # fmt: skip
+    inverse = p.add_argument_group("--task inverse (with --sde-steps: the steps of every method)")
+    inverse.add_argument("--inverse-tasks", type=_names, default=TASKS, help=f"comma list from {','.join(TASKS)}")
+    inverse.add_argument("--noise", type=_scales, default=Reconstruction.noise, help="measurement noise levels")
+    inverse.add_argument("--methods", type=_names, default=METHODS, help=f"comma list from {','.join(METHODS)}")
+    inverse.add_argument("--images", type=positive_int, default=Reconstruction.images, help="test images")
+    inverse.add_argument("--reconstructions", type=positive_int, default=Reconstruction.samples,
+                         help="reconstructions per image (coverage needs several)")  # fmt: skip
+    inverse.add_argument("--particles", type=positive_int, default=Reconstruction.particles,
+                         help="the ensemble's particles per image")  # fmt: skip
+    inverse.add_argument("--zeta", type=positive_float, default=Reconstruction.zeta, help="DPS's step size")
     p.add_argument(
         "--likelihood",
         type=non_negative_int,
@@ -141,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
                                  "classifier-free guidance on the reverse SDE of the VP model)")  # fmt: skip
             steering = Steering(label=args.label, steps=args.sde_steps, multipliers=args.compute,
                                 outputs=args.outputs, lam=args.lam, guidance=args.scales, seed=args.seed)  # fmt: skip
+        reconstruction = None
+        if args.task == "inverse":
+            if args.conditional or args.interpolant != "vp":
+                raise ValueError("--task inverse needs an unconditional VP model (--interpolant vp, no --conditional)")
+            reconstruction = Reconstruction(tasks=args.inverse_tasks, noise=args.noise, methods=args.methods,
+                                            images=args.images, samples=args.reconstructions, steps=args.sde_steps,
+                                            zeta=args.zeta, particles=args.particles, seed=args.seed)  # fmt: skip
         if any(a >= len(args.multipliers) for a in args.attention):
             raise ValueError(f"--attention levels must be below {len(args.multipliers)} (the number of multipliers)")
         output_dir(args.out)
@@ -153,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--conditional needs labels; {args.dataset} has none")
         if steering is not None and args.label > int(data.train_labels.max()):
             raise ValueError(f"--label {args.label} is not a class of {data.name} (0..{int(data.train_labels.max())})")
+        if reconstruction is not None and reconstruction.images > data.test.shape[0]:
+            raise ValueError(f"--images {reconstruction.images} is more than the test split ({data.test.shape[0]})")
+        if reconstruction is not None and data.train_labels is None:
+            raise ValueError(f"--task inverse scores with a classifier; {data.name} has no labels")
         if args.samples > data.test.shape[0] * 10:
             raise ValueError(f"--samples {args.samples} is more than 10x the test split ({data.test.shape[0]})")
     except INPUT_ERRORS as error:
@@ -160,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if steering is not None:
             return _steer(args, data, model_config, steering)
+        if reconstruction is not None:
+            return _inverse(args, data, model_config, reconstruction)
         return _run(args, data, model_config, comparison)
     except INPUT_ERRORS as error:
         return fail(PROG, str(error))
@@ -215,6 +245,26 @@ def _steer(args, data, model_config, steering: Steering) -> int:
     grids = {f"steering_{method}": image_grid(images) for method, images in kept.items()}
     weights = {"net": model.net.state_dict(), "interpolant": model.interpolant_name, "shape": model.shape}
     for path in write_outputs(args.out, table, grids, weights, steering_records(table), args.json):
+        print(f"wrote {path}")
+    print(f"images: {time.time() - started:.0f} s on {args.device}")
+    return 0
+
+
+def _inverse(args, data, model_config, reconstruction: Reconstruction) -> int:
+    started = time.time()
+    progress = not args.no_progress
+    judge = train_classifier(data, epochs=args.classifier_epochs, seed=args.seed, device=args.device,
+                             cache=args.cache, progress=progress)  # fmt: skip
+    print(f"{data.name}: feature network test accuracy {judge.accuracy:.4f}", flush=True)
+    model = train_image_model(data, model_config, seed=args.seed, progress=progress)
+    print(f"model: {model_config.steps} steps, final loss {model.losses[-1]:.4f}", flush=True)
+    table, kept = reconstruct(model, judge, data, reconstruction, progress=print)
+    table.attrs.update(device=args.device, training_steps=model_config.steps)
+    grids = {
+        f"inverse_{task}": image_grid(images, columns=min(8, reconstruction.images)) for task, images in kept.items()
+    }
+    weights = {"net": model.net.state_dict(), "interpolant": model.interpolant_name, "shape": model.shape}
+    for path in write_outputs(args.out, table, grids, weights, inverse_records(table), args.json):
         print(f"wrote {path}")
     print(f"images: {time.time() - started:.0f} s on {args.device}")
     return 0

@@ -72,6 +72,27 @@ def steering_records(table: xr.Dataset) -> list[BenchRecord]:
     return out
 
 
+def inverse_records(table: xr.Dataset) -> list[BenchRecord]:
+    """Per task and noise level, the best PSNR of the posterior-approximating methods (ΠGDM, second-order Tweedie,
+    the ensemble) against the best of DPS and RED-Diff (ratio >= 1: they win; the full table is in metrics.nc)."""
+    psnr = table["value"].sel({"metric": "psnr"})
+    methods = [str(m) for m in table["method"].values]
+    ours = [m for m in methods if m in ("pigdm", "tweedie2", "ensemble")]
+    peers = [m for m in methods if m in ("dps", "red-diff")]
+    out = []
+    if not (ours and peers):
+        return out
+    for task in table["task"].values:
+        for sigma in table["noise"].values:
+            cell = psnr.sel({"task": task, "noise": sigma})
+            best_ours = max(ours, key=lambda m: float(cell.sel({"method": m})))
+            best_peer = max(peers, key=lambda m: float(cell.sel({"method": m})))
+            case = f"{table.attrs['dataset']}:{task}:sigma {float(sigma):g}"
+            out.append(compare("images-inverse", f"{case}:{best_ours}", "psnr", float(cell.sel({"method": best_ours})),
+                               best_peer, float(cell.sel({"method": best_peer})), "higher"))  # fmt: skip
+    return out
+
+
 def write_outputs(out_dir, table: xr.Dataset, grids: dict[str, Image.Image], weights: dict | None,
                   recs: list[BenchRecord], json_path=None) -> list[Path]:  # fmt: skip
     """Write ``metrics.nc``, each grid as ``NAME.png``, ``model.pt`` and the JSON records, all or none."""
