@@ -11,7 +11,7 @@ from interp.solvers import EulerMaruyama
 from validate import distributions
 from validate.cases import exact_marginals
 from validate.convergence import fitted_order
-from validate.records import check, format_table, write_records
+from validate.records import check, format_table, report, write_records
 
 
 def test_records_follow_their_op_and_reject_nan(tmp_path):
@@ -28,6 +28,12 @@ def test_records_follow_their_op_and_reject_nan(tmp_path):
     assert set(loaded[0]) == {"suite", "case", "method", "metric", "value", "tolerance", "op", "passed", "tier"}
     assert [r["passed"] for r in loaded] == [True, False]
     assert format_table(records).splitlines()[-1] == "1 passed, 1 failed"
+    # a reported value is stated, never checked: it neither passes nor fails the run, and the table counts it apart
+    stated = report("s", "c", "dps", "bias", 12.5)
+    assert stated.op == "report" and stated.passed and np.isnan(stated.tolerance)
+    assert format_table([*records, stated]).splitlines()[-1] == "1 passed, 1 failed, 1 reported"
+    write_records([stated], str(path))
+    assert json.loads(path.read_text())[0]["op"] == "report"
 
 
 def test_fitted_order_recovers_a_known_power():
