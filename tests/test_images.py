@@ -503,3 +503,17 @@ def test_inverse_task_runs_every_method_and_counts_its_evaluations(tmp_path, cap
 
     records = json.loads((tmp_path / "r.json").read_text())
     assert len(records) == 3 and all(r["peer"] in ("dps", "red-diff") and r["metric"] == "psnr" for r in records)
+
+
+def test_inverse_records_skip_a_diverged_method():
+    """A diverged method (NaN PSNR) never wins the comparison: the best *finite* method on each side is paired."""
+    from problems.images.outputs import inverse_records
+
+    methods, metrics = ["dps", "pigdm", "red-diff", "ensemble"], ["psnr", "coverage"]
+    values = np.array([[[[10.0, 0.9], [np.nan, np.nan], [12.0, 0.3], [11.0, 0.8]]]])
+    table = xr.Dataset({"value": (("task", "noise", "method", "metric"), values)},
+                       coords={"task": ["box"], "noise": [0.0], "method": methods, "metric": metrics},
+                       attrs={"dataset": "digits"})  # fmt: skip
+    (record,) = inverse_records(table)
+    assert record.case.endswith(":ensemble") and record.peer == "red-diff"
+    assert record.ours == 11.0 and record.peer_value == 12.0 and abs(record.ratio - 11 / 12) < 1e-12

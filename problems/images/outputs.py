@@ -85,8 +85,12 @@ def inverse_records(table: xr.Dataset) -> list[BenchRecord]:
     for task in table["task"].values:
         for sigma in table["noise"].values:
             cell = psnr.sel({"task": task, "noise": sigma})
-            best_ours = max(ours, key=lambda m: float(cell.sel({"method": m})))
-            best_peer = max(peers, key=lambda m: float(cell.sel({"method": m})))
+            ran_ours = [m for m in ours if np.isfinite(float(cell.sel({"method": m})))]  # a diverged method is NaN
+            ran_peers = [m for m in peers if np.isfinite(float(cell.sel({"method": m})))]
+            if not (ran_ours and ran_peers):
+                continue
+            best_ours = max(ran_ours, key=lambda m: float(cell.sel({"method": m})))
+            best_peer = max(ran_peers, key=lambda m: float(cell.sel({"method": m})))
             case = f"{table.attrs['dataset']}:{task}:sigma {float(sigma):g}"
             out.append(compare("images-inverse", f"{case}:{best_ours}", "psnr", float(cell.sel({"method": best_ours})),
                                best_peer, float(cell.sel({"method": best_peer})), "higher"))  # fmt: skip
