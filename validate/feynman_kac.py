@@ -72,7 +72,8 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _masses(x, weights, mixture: GaussianMixture):
+def mode_masses(x, weights, mixture: GaussianMixture):
+    """The weight each component of ``mixture`` holds among the points ``x`` (by most probable component)."""
     label = mixture.component_of(x)
     return torch.stack([weights[label == k].sum() for k in range(mixture.n_components)])
 
@@ -81,7 +82,7 @@ def _tv(a, b) -> float:
     return 0.5 * float((a - b).abs().sum())
 
 
-def _sw2_over_floor(draws, target: GaussianMixture, seed: int, effective: float | None = None) -> float:
+def sw2_over_floor(draws, target: GaussianMixture, seed: int, effective: float | None = None) -> float:
     """Sliced W2 to an exact sample of the same size over the floor: the mean distance from that sample to
     independent exact samples of the effective size (the final ESS of weighted particles: resampling them repeats
     points), five of them so the ratio is not at the mercy of one pair."""
@@ -93,9 +94,9 @@ def _sw2_over_floor(draws, target: GaussianMixture, seed: int, effective: float 
 
 
 def _sample_checks(case: str, method: str, tr, target: GaussianMixture, seed: int):
-    tv = _tv(_masses(tr.final, final_weights(tr), target), target.weights)
+    tv = _tv(mode_masses(tr.final, final_weights(tr), target), target.weights)
     ess = float(tr.series["ess"][-1])
-    ratio = _sw2_over_floor(weighted_resample(tr, generator=_gen(seed + 11)), target, seed, effective=ess)
+    ratio = sw2_over_floor(weighted_resample(tr, generator=_gen(seed + 11)), target, seed, effective=ess)
     return (
         [
             check(SUITE, case, method, "mode_tv", tv, TV),
@@ -132,7 +133,7 @@ def _annealing(seed: int, betas=(2.0, 3.0)) -> list[Record]:
             comp, VP, _grid(), n=N, dim=2, generator=_gen(seed), progress=False, policy=ResamplePolicy("never")
         )
         uniform = torch.full((N,), 1.0 / N, dtype=torch.float64)
-        tv_plain = _tv(_masses(plain.final, uniform, target), target.weights)
+        tv_plain = _tv(mode_masses(plain.final, uniform, target), target.weights)
         records.append(check(SUITE, case, "uncorrected", "mode_tv", tv_plain, UNCORRECTED * tv, op=">="))
     return records
 
@@ -165,7 +166,7 @@ def _product(seed: int) -> list[Record]:
         policy=ResamplePolicy("never"),
     )
     # the plain summed-score sampler gets these mode masses nearly right but not the shape of the product
-    ratio = _sw2_over_floor(plain.final, target, seed)
+    ratio = sw2_over_floor(plain.final, target, seed)
     records.append(
         check(SUITE, "product", "uncorrected", "sliced_w2_over_floor", ratio, UNCORRECTED * ratios["velocity"], op=">=")
     )

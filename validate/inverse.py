@@ -42,10 +42,10 @@ from interp.inverse import (
     random_mask,
     red_diff,
 )
-from interp.metrics import sliced_wasserstein2
 from interp.records import Record, check, report
 
 from .cases import exact_marginals
+from .feynman_kac import mode_masses, sw2_over_floor
 
 SUITE = "inverse"
 N, QUICK_N, STEPS = 2000, 1000, 200
@@ -86,24 +86,15 @@ def _case(dim: int, op_name: str, sigma: float):
     return Prior(VP, _Flat(exact, op.shape)), measurement, prior_mixture, posterior, evidence
 
 
-def _masses(x: torch.Tensor, weights: torch.Tensor, mixture: GaussianMixture) -> torch.Tensor:
-    label = mixture.component_of(x)
-    return torch.stack([weights[label == k].sum() for k in range(mixture.n_components)])
-
-
 def _metrics(x, log_weights, posterior: GaussianMixture, seed: int) -> dict:
     x = x.reshape(x.shape[0], -1)
     n = x.shape[0]
     w = torch.full((n,), 1.0 / n, dtype=x.dtype) if log_weights is None else torch.softmax(log_weights, 0)
-    ess = float(1.0 / (w**2).sum())
     draws = x if log_weights is None else x[torch.multinomial(w, n, replacement=True, generator=_gen(seed + 11))]
-    exact = posterior.sample(n, _gen(seed + 12))
-    m = max(int(ess), 2)
-    floor = sum(
-        sliced_wasserstein2(posterior.sample(m, _gen(seed + 13 + k)), exact, generator=_gen(k)) for k in range(5)
-    )
-    sw2 = sum(sliced_wasserstein2(draws, exact, generator=_gen(k)) for k in range(5)) / floor
-    tv = 0.5 * float((_masses(x, w, posterior) - posterior.weights).abs().sum())
+    effective = None if log_weights is None else float(1.0 / (w**2).sum())
+    sw2 = sw2_over_floor(draws, posterior, seed, effective=effective)
+    exact = posterior.sample(n, _gen(seed + 12))  # the reference sw2_over_floor measured against
+    tv = 0.5 * float((mode_masses(x, w, posterior) - posterior.weights).abs().sum())
     gap = float(posterior.log_density(exact).mean() - (w * posterior.log_density(x)).sum())
     lo, hi = torch.quantile(draws, 0.05, dim=0), torch.quantile(draws, 0.95, dim=0)
     coverage = float(((exact >= lo) & (exact <= hi)).double().mean())

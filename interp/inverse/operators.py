@@ -64,19 +64,19 @@ class Operator:
     def _forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _check(self, value: Tensor, shape: tuple[int, ...], name: str) -> Tensor:
+        if not isinstance(value, Tensor) or tuple(value.shape[1:]) != shape:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"{name} must have shape (batch, {', '.join(map(str, shape))}) for {self!r}; got {got}")
+        return value
+
     def check_signal(self, x: Tensor, name: str = "x") -> Tensor:
-        if not isinstance(x, Tensor) or tuple(x.shape[1:]) != self.shape:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name} must have shape (batch, {', '.join(map(str, self.shape))}) for "
-                             f"{self!r}; got {got}")  # fmt: skip
-        return x
+        """``x`` of shape ``(batch, *shape)``, else a ``ValueError`` naming both shapes."""
+        return self._check(x, self.shape, name)
 
     def check_measurement(self, y: Tensor, name: str = "y") -> Tensor:
-        if not isinstance(y, Tensor) or tuple(y.shape[1:]) != self.out_shape:
-            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-            raise ValueError(f"{name} must have shape (batch, {', '.join(map(str, self.out_shape))}) for "
-                             f"{self!r}; got {got}")  # fmt: skip
-        return y
+        """``y`` of shape ``(batch, *out_shape)``, else a ``ValueError`` naming both shapes."""
+        return self._check(y, self.out_shape, name)
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
