@@ -1,7 +1,7 @@
 """Inverse problems with diffusion and flow priors (docs/algorithms.md §7)."""
 
 from .ensemble import ensemble_sample, exact_start, fk_sample
-from .guidance import GUIDANCE, ddim_step, guided_sample
+from .guidance import GUIDANCE, UPDATES, ddim_step, guided_sample
 from .measurement import Measurement, Prior
 from .operators import (
     Blur,
@@ -20,6 +20,7 @@ from .red_diff import red_diff
 
 __all__ = [
     "GUIDANCE",
+    "UPDATES",
     "Blur",
     "Downsample",
     "Identity",

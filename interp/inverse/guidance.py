@@ -13,15 +13,26 @@ Each method approximates the likelihood of the measurement given the *noisy* sta
   dimension (``covariance="full"``: one backward pass per coordinate), or its diagonal from Hutchinson probes
   (``"diagonal"``, :math:`\operatorname{diag}J \approx E[v\odot J^\top v]`, exact in expectation when :math:`J` is
   symmetric, as it is for an exact score), the measurement covariance then taken diagonal,
-  :math:`\operatorname{diag}(HDH^\top) = (H\circ H)\operatorname{diag}D`;
+  :math:`\operatorname{diag}(HDH^\top) = (H\circ H)\operatorname{diag}D`, each variance floored at
+  ``VARIANCE_FLOOR`` :math:`\cdot r_t^2`;
 * **DPS** (Chung et al. 2023): no covariance; a step :math:`-\zeta\,\nabla_{x_t}\|y - H\hat x_1\|^2/\|y - H\hat x_1\|`
   after each prior step (the paper's :math:`\zeta_t = \zeta/\|y - H\hat x_1\|`).
 
-ΠGDM and second-order Tweedie add :math:`g \approx \nabla_{x_t}\log p_t(y\mid x_t)` to the prior's score, i.e. they
-move the predictions to :math:`\hat x_0 - \alpha_t g` and :math:`\hat x_1 + (\alpha_t^2/\beta_t)g` before the DDIM
-step; for a Gaussian prior :math:`N(\mu, I)` ΠGDM's :math:`g` is the exact likelihood score, so it samples the
-exact posterior up to the time step (the check in tests/test_inverse.py). The covariance is held fixed when
-differentiating, as both papers do.
+ΠGDM and second-order Tweedie use :math:`g \approx \nabla_{x_t}\log p_t(y\mid x_t)` in one of two ways
+(``update``):
+
+* ``"score"`` adds it to the prior's score, i.e. moves the predictions to :math:`\hat x_0 - \alpha_t g` and
+  :math:`\hat x_1 + (\alpha_t^2/\beta_t)g` before the DDIM step; for a Gaussian prior :math:`N(\mu, I)` ΠGDM's
+  :math:`g` is the exact likelihood score, so it samples the exact posterior up to the time step (the check in
+  tests/test_inverse.py). On a *trained* network the factor :math:`\alpha_t^2/\beta_t` multiplies the error of
+  :math:`J` (itself :math:`\propto 1/\beta_t`) early on, and the image runs diverged (docs/algorithms.md §7);
+* ``"state"`` adds :math:`\bar b_{t'}\bar b_t r_t^2\,g` to the state after the DDIM step, with
+  :math:`\bar b = \beta/\sqrt{\alpha^2+\beta^2}` — the update of the ΠGDM authors' code (their paper's Algorithm 1
+  writes :math:`\bar b_t g`; the code multiplies :math:`r_t^2` back, so the step is about
+  :math:`\bar b_{t'}H^+(y - H\hat x_1)`, bounded where :math:`r_t\to 0`). Not exact for any prior, but stable on
+  trained models.
+
+The covariance is held fixed when differentiating, as both papers do.
 
 The DDIM step from :math:`t` to :math:`t'` with :math:`\eta\in[0,1]` (0: deterministic, 1: ancestral DDPM) is
 written for any Gaussian-base schedule by normalising to the variance-preserving one
@@ -46,9 +57,11 @@ from ..grids import check_grid
 from ..results import Trajectory
 from .measurement import Measurement, Prior
 
-__all__ = ["GUIDANCE", "ddim_step", "guided_sample", "start_noise"]
+__all__ = ["GUIDANCE", "UPDATES", "ddim_step", "guided_sample", "start_noise"]
 
 GUIDANCE = ("dps", "pigdm", "tweedie2")
+UPDATES = ("score", "state")
+VARIANCE_FLOOR = 0.01
 
 
 def start_noise(prior: Prior, t0: float, n: int, shape, generator, dtype, device) -> Tensor:
@@ -70,6 +83,15 @@ def ddim_step(prior: Prior, t: float, t_next: float, x0: Tensor, x1: Tensor, eta
         c = min(c, a2)
     out = b2 * x1 + math.sqrt(max(0.0, a2**2 - c**2)) * x0
     return out + c * randn_like(x0, generator) if c > 0 else out
+
+
+def _state_step(prior: Prior, t: float, t_next: float) -> float:
+    r"""The authors' code's weight on :math:`g` added to the state: :math:`\bar b_{t'}\bar b_t r_t^2` with
+    :math:`\bar b = \beta/\sqrt{\alpha^2+\beta^2}` (the variance-preserving signal scale) — :math:`r_t^2` multiplied
+    back, so the step is about :math:`\bar b_{t'}H^+(y - H\hat x_1)` and stays bounded where :math:`r_t \to 0`."""
+    a, b = prior.coefficients(torch.tensor(t))
+    a2, b2 = prior.coefficients(torch.tensor(t_next))
+    return (b2 / math.hypot(a2, b2)) * (b / math.hypot(a, b)) * a**2 / (a**2 + b**2)
 
 
 def _vjp(output: Tensor, x: Tensor, cotangent: Tensor, *, keep: bool) -> Tensor:
@@ -123,8 +145,11 @@ class _Guidance:
             v = (2.0 * v - 1).to(x)
             estimate += v * _vjp(x1, x, v, keep=True)
         self.backward += self.probes + 1
-        # a variance is positive: a diagonal estimate below 0 (noise, or a non-symmetric network Jacobian) is clipped
-        diag = (alpha**2 / beta) * (estimate / self.probes).clamp_min(0)
+        # a variance is positive, and one estimated at ~0 from a few probes (noise, or a non-symmetric network
+        # Jacobian) weights the residual by 1 / sigma_y^2: it blew up the noiseless image runs. So the estimate is
+        # floored at VARIANCE_FLOOR times PiGDM's r_t^2
+        r2 = alpha**2 / (alpha**2 + beta**2)
+        diag = ((alpha**2 / beta) * (estimate / self.probes)).clamp_min(VARIANCE_FLOOR * r2)
         weighted = residual / (H.squared(diag) + sigma2).clamp_min(1e-12)
         return _vjp(x1, x, H.adjoint(weighted), keep=False)
 
@@ -141,6 +166,7 @@ def guided_sample(
     eta: float = 1.0,
     covariance: str = "full",
     probes: int = 4,
+    update: str = "score",
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
@@ -158,6 +184,8 @@ def guided_sample(
         eta: the DDIM noise (1: ancestral, 0: deterministic).
         covariance: second-order Tweedie's ``"full"`` Jacobian (low dimension) or ``"diagonal"`` (Hutchinson with
             ``probes`` Rademacher vectors).
+        update: ``"score"`` (exact for a Gaussian prior) or ``"state"`` (the ΠGDM authors' step; use it on trained
+            image models): the module docstring says how they differ.
 
     Returns a :class:`~interp.results.Trajectory` with the start and the samples; ``nfe`` counts the prior's
     evaluations and ``attrs["backward"]`` the backward passes through it.
@@ -166,6 +194,8 @@ def guided_sample(
         raise ValueError(f"unknown guidance method {method!r}; choose from {', '.join(GUIDANCE)}")
     if method != "dps":
         measurement.require_linear(method)
+    if update not in UPDATES:
+        raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {update!r}")
     if covariance not in ("full", "diagonal"):
         raise ValueError(f"covariance must be 'full' or 'diagonal'; got {covariance!r}")
     check_positive(zeta, "zeta", allow_zero=True)
@@ -203,11 +233,13 @@ def guided_sample(
             else:
                 g = weight * guidance(xg, x1, alpha, beta, y)
         x0, x1 = x0.detach(), x1.detach()
-        if g is not None and method != "dps":
+        if g is not None and method != "dps" and update == "score":
             x0, x1 = x0 - alpha * g, x1 + (alpha**2 / beta) * g
         x = ddim_step(prior, t, t_next, x0, x1, eta, generator)
         if g is not None and method == "dps":
             x = x + g
+        elif g is not None and update == "state":
+            x = x + _state_step(prior, t, t_next) * g
         if not torch.isfinite(x).all():
             raise FloatingPointError(f"{method}: the state became non-finite at t = {t:.4g} (step {step}); "
                                      "lower zeta / weight or use more steps")  # fmt: skip
@@ -218,6 +250,6 @@ def guided_sample(
         seed=generator.initial_seed(),
         attrs={"backward": guidance.backward, "seconds": time.perf_counter() - started,
                "noise_std": measurement.noise_std, "eta": float(eta),
-               **({"zeta": zeta} if method == "dps" else {"weight": weight}),
+               **({"zeta": zeta} if method == "dps" else {"weight": weight, "update": update}),
                **({"covariance": covariance} if method == "tweedie2" else {})},
     )  # fmt: skip
