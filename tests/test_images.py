@@ -14,6 +14,7 @@ from interp.nets import UNet
 from interp.solvers import MOMENTUM, STANDARD, at_budget
 from problems.images.cli import main
 from problems.images.data import load_dataset, load_digits, read_idx, read_images, to_pixels
+from problems.images.inverse import METHODS
 from problems.images.model import ImageModel, LabelledLoss
 from problems.images.sampling import SAMPLERS, guided_field, initial_noise, sample, tight_solve
 
@@ -499,6 +500,11 @@ def test_inverse_task_runs_every_method_and_counts_its_evaluations(tmp_path, cap
         assert bool(((v >= lo) & (v <= hi)).all()), metric
     assert bool(np.isfinite(value.sel({"metric": "psnr"})).all())
     assert len(list((tmp_path / "out").glob("inverse_*.png"))) == 3
+    panels = table["panels"]
+    assert list(panels["panel"].values) == ["measurement", *METHODS, "truth"]
+    assert panels.sizes["image"] == images and bool(np.isfinite(panels).all())
+    truth = load_digits(seed=0).test[:images].numpy()
+    assert np.allclose(panels.sel({"task": "box", "noise": 0.05, "panel": "truth"}).values, truth, atol=1e-6)
     import json
 
     records = json.loads((tmp_path / "r.json").read_text())
@@ -515,5 +521,21 @@ def test_inverse_records_skip_a_diverged_method():
                        coords={"task": ["box"], "noise": [0.0], "method": methods, "metric": metrics},
                        attrs={"dataset": "digits"})  # fmt: skip
     (record,) = inverse_records(table)
-    assert record.case.endswith(":ensemble") and record.peer == "red-diff"
+    assert record.case.endswith(":ensemble") and record.peer == "red-diff"  # no NFE in this table: no budget
     assert record.ours == 11.0 and record.peer_value == 12.0 and abs(record.ratio - 11 / 12) < 1e-12
+
+
+def test_inverse_records_compare_at_equal_nfe():
+    """A method of ours that spent more network evaluations than the costlier peer is left out of the pairing."""
+    from problems.images.outputs import inverse_records
+
+    methods, metrics = ["dps", "pigdm", "red-diff", "ensemble"], ["psnr", "nfe"]
+    values = np.array([[[[10.0, 800], [11.0, 800], [12.0, 400], [15.0, 3200]]]])
+    table = xr.Dataset({"value": (("task", "noise", "method", "metric"), values)},
+                       coords={"task": ["box"], "noise": [0.05], "method": methods, "metric": metrics},
+                       attrs={"dataset": "digits"})  # fmt: skip
+    (record,) = inverse_records(table)
+    assert record.case == "digits:box:sigma 0.05:pigdm (NFE 800 vs 400)" and record.peer == "red-diff"
+    assert record.ours == 11.0 and record.peer_value == 12.0
+    table["value"].loc[{"method": "pigdm", "metric": "nfe"}] = 801.0
+    assert inverse_records(table) == []  # every method of ours over the budget: no record

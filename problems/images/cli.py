@@ -41,6 +41,7 @@ from interp.cli import (
     positive_float,
     positive_int,
 )
+from interp.inverse import UPDATES
 
 from ..debian import FetchError
 from .classifier import PixelFeatures, train_classifier
@@ -119,7 +120,9 @@ def parser() -> Parser:
     inverse.add_argument("--reconstructions", type=positive_int, default=Reconstruction.samples,
                          help="reconstructions per image (coverage needs several)")  # fmt: skip
     inverse.add_argument("--particles", type=positive_int, default=Reconstruction.particles,
-                         help="the ensemble's particles per image")  # fmt: skip
+                         help="the ensemble's particles per image (default: 2 x reconstructions, DPS's NFE)")
+    inverse.add_argument("--update", choices=UPDATES, default=Reconstruction.update,
+                         help="how PiGDM and second-order Tweedie apply their guidance (docs/algorithms.md, section 7)")
     inverse.add_argument("--zeta", type=positive_float, default=Reconstruction.zeta, help="DPS's step size")
     p.add_argument(
         "--likelihood",
@@ -164,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--task inverse needs an unconditional VP model (--interpolant vp, no --conditional)")
             reconstruction = Reconstruction(tasks=args.inverse_tasks, noise=args.noise, methods=args.methods,
                                             images=args.images, samples=args.reconstructions, steps=args.sde_steps,
-                                            zeta=args.zeta, particles=args.particles, seed=args.seed)  # fmt: skip
+                                            zeta=args.zeta, particles=args.particles, update=args.update,
+                                            seed=args.seed)  # fmt: skip
         if any(a >= len(args.multipliers) for a in args.attention):
             raise ValueError(f"--attention levels must be below {len(args.multipliers)} (the number of multipliers)")
         output_dir(args.out)

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from interp import grids as time_grids
 from interp.inverse import (
+    UPDATES,
     Downsample,
     Identity,
     Measurement,
@@ -49,19 +50,24 @@ from interp.inverse import (
 )
 from interp.metrics import frechet_distance
 
-from .classifier import FeatureNet
-from .data import Images
-from .model import ImageModel
+from .classifier import FeatureNet, train_classifier
+from .data import Images, load_dataset
+from .model import ImageModel, ImageModelConfig, train_image_model
 
 TASKS = ("box", "random", "sr2", "sr4", "deblur", "denoise")
 METHODS = ("dps", "pigdm", "tweedie2", "red-diff", "ensemble")
 METRICS = ("psnr", "ssim", "fd", "accuracy", "coverage", "nfe", "seconds")
+MODEL = ImageModelConfig(interpolant="vp", width=32, multipliers=(1, 2), steps=2000, learning_rate=1e-3)
+"""The default prior: the command line's digits model (``--interpolant vp``, its other defaults)."""
 
 
 @dataclass
 class Reconstruction:
     """What is reconstructed and how: tasks, noise levels, methods, images, samples per image, the steps of every
-    method, DPS's ζ, RED-Diff's λ, the ensemble's particles per image and the σ standing in for 0."""
+    method, DPS's ζ, RED-Diff's λ, the ensemble's particles per image (default ``2 * samples``: the network
+    evaluations of DPS and ΠGDM, a forward and a backward pass per sample and step), ΠGDM's and second-order
+    Tweedie's ``update`` (``"state"``, their authors' step: the exact-score one diverges on trained models,
+    docs/algorithms.md §7) and the σ standing in for 0."""
 
     tasks: tuple[str, ...] = TASKS
     noise: tuple[float, ...] = (0.0, 0.05)
@@ -71,7 +77,8 @@ class Reconstruction:
     steps: int = 100
     zeta: float = 1.0
     lam: float = 0.25
-    particles: int = 64
+    particles: int | None = None
+    update: str = "state"
     stand_in: float = 0.01
     seed: int = 0
 
@@ -82,6 +89,10 @@ class Reconstruction:
                 raise ValueError(f"{name} must be a non-empty choice from {', '.join(allowed)}; got {bad or 'none'}")
         if not self.noise or not all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.noise):
             raise ValueError(f"noise levels must be finite numbers >= 0; got {self.noise}")
+        if self.particles is None:
+            self.particles = 2 * self.samples if isinstance(self.samples, int) else self.samples
+        if self.update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {self.update!r}")
         for name, minimum in (("images", 1), ("samples", 2), ("steps", 2), ("particles", 2)):
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= minimum):
@@ -136,7 +147,7 @@ def _run_method(method, prior, measurement, times, config, generator, count: int
     steps = len(times) - 1
     if method in ("dps", "pigdm", "tweedie2"):
         out = guided_sample(prior, rows, times, method=method, zeta=config.zeta, covariance="diagonal",
-                            generator=generator, progress=False, dtype=torch.float32)  # fmt: skip
+                            update=config.update, generator=generator, progress=False, dtype=torch.float32)  # fmt: skip
         return out.final, (out.nfe + out.attrs["backward"]) * s
     if method == "red-diff":
         stand = Measurement(rows.operator, rows.y, measurement.noise_std or config.stand_in)
@@ -155,8 +166,9 @@ def _run_method(method, prior, measurement, times, config, generator, count: int
 
 def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reconstruction, progress=None,
                 keep: int = 8) -> tuple[xr.Dataset, dict[str, Tensor]]:  # fmt: skip
-    """``value (task, noise, method, metric)`` and, per task (at the first noise level), a grid of ``keep`` test
-    images: measurement (through :math:`H^+`), each method's first reconstruction, the truth."""
+    """``value (task, noise, method, metric)`` and ``panels (task, noise, panel, image, channel, height, width)``:
+    for the first ``keep`` test images the measurement (through :math:`H^+`), each method's first reconstruction
+    (NaN where it diverged) and the truth; and, per task at the first noise level, those panels as one grid."""
     prior = _prior(model)
     if config.images > data.test.shape[0]:
         raise ValueError(f"images {config.images} is more than the test split ({data.test.shape[0]})")
@@ -166,6 +178,9 @@ def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reco
     times = time_grids.uniform(config.steps, *model.interpolant.time_range)
     values = np.full((len(config.tasks), len(config.noise), len(config.methods), len(METRICS)), np.nan)
     kept: dict[str, Tensor] = {}
+    shown = min(keep, config.images)
+    columns = ["measurement", *config.methods, "truth"]
+    panel_values = np.full((len(config.tasks), len(config.noise), len(columns), shown, *data.shape), np.nan, np.float32)
     diverged: list[str] = []
     for a, task in enumerate(config.tasks):
         op = operator(task, data.shape, torch.Generator().manual_seed(config.seed * 1000 + a))
@@ -198,14 +213,29 @@ def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reco
                     progress(f"{task} sigma {sigma:g} {method}: PSNR {psnr:.2f}, SSIM {ssim:.3f}, "
                              f"FD-CNN {fd:.2f}, accuracy {accuracy:.3f}, coverage {coverage:.3f}, NFE {nfe:.0f}, "
                              f"{seconds:.2f} s/image")  # fmt: skip
+            panels.append(truth[:keep].cpu())
+            for c, (column, panel) in enumerate(zip(columns, panels, strict=True)):
+                if column not in config.methods or f"{task}/{sigma:g}/{column}" not in diverged:
+                    panel_values[a, b, c] = panel.float().numpy()
             if b == 0:
-                kept[task] = torch.cat([*panels, truth[:keep].cpu()])
+                kept[task] = torch.cat(panels)
     table = xr.Dataset(
-        {"value": (("task", "noise", "method", "metric"), values)},
+        {"value": (("task", "noise", "method", "metric"), values),
+         "panels": (("task", "noise", "panel", "image", "channel", "height", "width"), panel_values)},
         coords={"task": list(config.tasks), "noise": list(config.noise), "method": list(config.methods),
-                "metric": list(METRICS)},
+                "metric": list(METRICS), "panel": columns},
         attrs={"dataset": data.name, "images": config.images, "samples": config.samples, "steps": config.steps,
-               "zeta": config.zeta, "lam": config.lam, "particles": config.particles, "stand_in": config.stand_in,
-               "seed": config.seed, "judge_accuracy": judge.accuracy, "diverged": ", ".join(diverged) or "none"},
+               "zeta": config.zeta, "lam": config.lam, "particles": config.particles, "update": config.update,
+               "stand_in": config.stand_in, "seed": config.seed, "judge_accuracy": judge.accuracy,
+               "diverged": ", ".join(diverged) or "none"},
     )  # fmt: skip
     return table, kept
+
+
+def measure(seed: int = 0, dataset: str = "digits", device: str = "cpu") -> xr.Dataset:
+    """The inverse table of ``dataset`` with :data:`MODEL` and 16 test images, 50 steps, :class:`Reconstruction`'s
+    other defaults: ``python -m problems images --task inverse --interpolant vp --images 16 --sde-steps 50``."""
+    data = load_dataset(dataset, seed=seed)
+    judge = train_classifier(data, epochs=10, seed=seed, device=device, progress=False)
+    model = train_image_model(data, ImageModelConfig(**{**MODEL.__dict__, "device": device}), seed=seed)
+    return reconstruct(model, judge, data, Reconstruction(images=16, steps=50, seed=seed))[0]

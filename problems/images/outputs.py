@@ -74,8 +74,12 @@ def steering_records(table: xr.Dataset) -> list[BenchRecord]:
 
 def inverse_records(table: xr.Dataset) -> list[BenchRecord]:
     """Per task and noise level, the best PSNR of the posterior-approximating methods (ΠGDM, second-order Tweedie,
-    the ensemble) against the best of DPS and RED-Diff (ratio >= 1: they win; the full table is in metrics.nc)."""
-    psnr = table["value"].sel({"metric": "psnr"})
+    the ensemble) against the best of DPS and RED-Diff (ratio >= 1: they win; the full table is in metrics.nc), at
+    equal NFE: a method of ours that spent more network evaluations per image than the costlier peer is left out.
+    The case names the winner and its NFE."""
+    value = table["value"]
+    psnr = value.sel({"metric": "psnr"})
+    has_nfe = "nfe" in [str(m) for m in table["metric"].values]
     methods = [str(m) for m in table["method"].values]
     ours = [m for m in methods if m in ("pigdm", "tweedie2", "ensemble")]
     peers = [m for m in methods if m in ("dps", "red-diff")]
@@ -84,15 +88,21 @@ def inverse_records(table: xr.Dataset) -> list[BenchRecord]:
         return out
     for task in table["task"].values:
         for sigma in table["noise"].values:
-            cell = psnr.sel({"task": task, "noise": sigma})
+            where = {"task": task, "noise": sigma}
+            cell = psnr.sel(where)
             ran_ours = [m for m in ours if np.isfinite(float(cell.sel({"method": m})))]  # a diverged method is NaN
             ran_peers = [m for m in peers if np.isfinite(float(cell.sel({"method": m})))]
+            nfe = {m: float(value.sel({**where, "method": m, "metric": "nfe"})) if has_nfe else 0.0 for m in methods}
+            budget = max((nfe[m] for m in ran_peers), default=0.0)
+            ran_ours = [m for m in ran_ours if nfe[m] <= budget]
             if not (ran_ours and ran_peers):
                 continue
             best_ours = max(ran_ours, key=lambda m: float(cell.sel({"method": m})))
             best_peer = max(ran_peers, key=lambda m: float(cell.sel({"method": m})))
-            case = f"{table.attrs['dataset']}:{task}:sigma {float(sigma):g}"
-            out.append(compare("images-inverse", f"{case}:{best_ours}", "psnr", float(cell.sel({"method": best_ours})),
+            case = f"{table.attrs['dataset']}:{task}:sigma {float(sigma):g}:{best_ours}"
+            if has_nfe:
+                case += f" (NFE {nfe[best_ours]:g} vs {nfe[best_peer]:g})"
+            out.append(compare("images-inverse", case, "psnr", float(cell.sel({"method": best_ours})),
                                best_peer, float(cell.sel({"method": best_peer})), "higher"))  # fmt: skip
     return out
 
