@@ -5,4 +5,10 @@ Each figure is a module of this package with ``NAME``, ``describe`` (its docstri
 ``plot(ds, path)``; :mod:`paper_figs.figure` holds the plumbing they share (arguments, atomic PNG + netCDF).
 """
 
-FIGURES = ("solvers_error_vs_nfe", "steering_reward_vs_nfe", "images_fd_vs_nfe", "images_steering_reward_vs_nfe")
+FIGURES = (
+    "solvers_error_vs_nfe",
+    "steering_reward_vs_nfe",
+    "images_fd_vs_nfe",
+    "images_steering_reward_vs_nfe",
+    "images_inverse_grid",
+)

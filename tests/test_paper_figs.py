@@ -140,3 +140,35 @@ def test_images_steering_figure_from_a_steering_table(tmp_path):
     xr.Dataset({"x": ("a", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
     with pytest.raises(SystemExit):
         _script(name).main(["--out", str(out), "--table", str(tmp_path / "other.nc")])
+
+
+def test_images_inverse_grid_from_an_inverse_table(tmp_path):
+    xr = pytest.importorskip("xarray")
+    import numpy as np
+
+    from problems.images.inverse import METRICS
+
+    tasks, noise, methods = ["box", "sr2"], [0.0, 0.05], ["dps", "pigdm"]
+    columns = ["measurement", *methods, "truth"]
+    value = np.full((2, 2, 2, len(METRICS)), 20.0)
+    value[1, 1, 1] = np.nan  # pigdm diverged on sr2 at 0.05
+    panels = np.random.default_rng(0).uniform(-1, 1, (2, 2, len(columns), 6, 1, 8, 8)).astype(np.float32)
+    panels[1, 1, 2] = np.nan
+    table = xr.Dataset(
+        {"value": (("task", "noise", "method", "metric"), value),
+         "panels": (("task", "noise", "panel", "image", "channel", "height", "width"), panels)},
+        coords={"task": tasks, "noise": noise, "method": methods, "metric": list(METRICS), "panel": columns},
+        attrs={"dataset": "digits", "steps": 50, "samples": 8},
+    )  # fmt: skip
+    path = tmp_path / "metrics.nc"
+    table.to_netcdf(path, engine="h5netcdf")
+    out = tmp_path / "figs"
+    name = "images_inverse_grid"
+    assert _script(name).main(["--out", str(out), "--table", str(path), "--images", "3"]) == 0
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = xr.load_dataset(out / f"{name}.nc", engine="h5netcdf")
+    assert back.sizes["image"] == 3
+    assert np.allclose(back["panels"].values, panels[:, :, :, :3], equal_nan=True)
+    xr.Dataset({"x": ("a", [1.0])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    with pytest.raises(SystemExit):
+        _script(name).main(["--out", str(out), "--table", str(tmp_path / "other.nc")])
