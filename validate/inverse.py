@@ -20,7 +20,8 @@ Metrics, each method, each case (``N`` samples, ``STEPS`` steps):
 
 Budgets: only the approximation-free ensemble is checked (``TV``, ``SW2_FLOOR``, ``COVERAGE``; ``LOG_Z`` at
 σ_y = 0.5, the evidence at 0.05 being reported: docs/algorithms.md §7). DPS,
-ΠGDM, second-order Tweedie, RED-Diff and FK steering approximate the posterior (or, for FK steering, are exact only
+ΠGDM (with the exact-score update, and ``pigdm-state`` with its authors' state update), second-order Tweedie,
+RED-Diff and FK steering approximate the posterior (or, for FK steering, are exact only
 in the limit of many particles) and their values are *reported*, with the unconditioned prior as a reference row:
 docs/validation.md tabulates them.
 """
@@ -107,6 +108,9 @@ def _methods(dim: int, n: int) -> dict:
         "ensemble": lambda p, m, g, s: ensemble_sample(p, m, g, n, generator=_gen(s), progress=False),
         "fk-steering": lambda p, m, g, s: fk_sample(p, m, g, n, generator=_gen(s), progress=False),
         "pigdm": lambda p, m, g, s: guided_sample(p, m, g, n, method="pigdm", generator=_gen(s), progress=False),
+        "pigdm-state": lambda p, m, g, s: guided_sample(
+            p, m, g, n, method="pigdm", update="state", generator=_gen(s), progress=False
+        ),  # fmt: skip
         "tweedie2": lambda p, m, g, s: guided_sample(
             p, m, g, n, method="tweedie2", covariance=covariance, generator=_gen(s), progress=False
         ),  # fmt: skip
