@@ -78,7 +78,8 @@ def mode_masses(x, weights, mixture: GaussianMixture):
     return torch.stack([weights[label == k].sum() for k in range(mixture.n_components)])
 
 
-def _tv(a, b) -> float:
+def total_variation(a, b) -> float:
+    """Total variation between two vectors of masses."""
     return 0.5 * float((a - b).abs().sum())
 
 
@@ -94,7 +95,7 @@ def sw2_over_floor(draws, target: GaussianMixture, seed: int, effective: float |
 
 
 def _sample_checks(case: str, method: str, tr, target: GaussianMixture, seed: int):
-    tv = _tv(mode_masses(tr.final, final_weights(tr), target), target.weights)
+    tv = total_variation(mode_masses(tr.final, final_weights(tr), target), target.weights)
     ess = float(tr.series["ess"][-1])
     ratio = sw2_over_floor(weighted_resample(tr, generator=_gen(seed + 11)), target, seed, effective=ess)
     return (
@@ -133,7 +134,7 @@ def _annealing(seed: int, betas=(2.0, 3.0)) -> list[Record]:
             comp, VP, _grid(), n=N, dim=2, generator=_gen(seed), progress=False, policy=ResamplePolicy("never")
         )
         uniform = torch.full((N,), 1.0 / N, dtype=torch.float64)
-        tv_plain = _tv(mode_masses(plain.final, uniform, target), target.weights)
+        tv_plain = total_variation(mode_masses(plain.final, uniform, target), target.weights)
         records.append(check(SUITE, case, "uncorrected", "mode_tv", tv_plain, UNCORRECTED * tv, op=">="))
     return records
 

@@ -46,7 +46,7 @@ from interp.inverse import (
 from interp.records import Record, check, report
 
 from .cases import exact_marginals
-from .feynman_kac import mode_masses, sw2_over_floor
+from .feynman_kac import mode_masses, sw2_over_floor, total_variation
 
 SUITE = "inverse"
 N, QUICK_N, STEPS = 2000, 1000, 200
@@ -95,7 +95,7 @@ def _metrics(x, log_weights, posterior: GaussianMixture, seed: int) -> dict:
     effective = None if log_weights is None else float(1.0 / (w**2).sum())
     sw2 = sw2_over_floor(draws, posterior, seed, effective=effective)
     exact = posterior.sample(n, _gen(seed + 12))  # the reference sw2_over_floor measured against
-    tv = 0.5 * float((mode_masses(x, w, posterior) - posterior.weights).abs().sum())
+    tv = total_variation(mode_masses(x, w, posterior), posterior.weights)
     gap = float(posterior.log_density(exact).mean() - (w * posterior.log_density(x)).sum())
     lo, hi = torch.quantile(draws, 0.05, dim=0), torch.quantile(draws, 0.95, dim=0)
     coverage = float(((exact >= lo) & (exact <= hi)).double().mean())

@@ -85,13 +85,18 @@ def ddim_step(prior: Prior, t: float, t_next: float, x0: Tensor, x1: Tensor, eta
     return out + c * randn_like(x0, generator) if c > 0 else out
 
 
+def _r2(alpha: float, beta: float) -> float:
+    """ΠGDM's :math:`r_t^2`, the posterior variance of a unit-variance data prior."""
+    return alpha**2 / (alpha**2 + beta**2)
+
+
 def _state_step(prior: Prior, t: float, t_next: float) -> float:
     r"""The authors' code's weight on :math:`g` added to the state: :math:`\bar b_{t'}\bar b_t r_t^2` with
     :math:`\bar b = \beta/\sqrt{\alpha^2+\beta^2}` (the variance-preserving signal scale) — :math:`r_t^2` multiplied
     back, so the step is about :math:`\bar b_{t'}H^+(y - H\hat x_1)` and stays bounded where :math:`r_t \to 0`."""
     a, b = prior.coefficients(torch.tensor(t))
     a2, b2 = prior.coefficients(torch.tensor(t_next))
-    return (b2 / math.hypot(a2, b2)) * (b / math.hypot(a, b)) * a**2 / (a**2 + b**2)
+    return (b2 / math.hypot(a2, b2)) * (b / math.hypot(a, b)) * _r2(a, b)
 
 
 def _vjp(output: Tensor, x: Tensor, cotangent: Tensor, *, keep: bool) -> Tensor:
@@ -112,8 +117,7 @@ class _Guidance:
         H, sigma2 = m.operator, m.noise_std**2
         residual = y - H(x1)
         if self.method == "pigdm":
-            r2 = alpha**2 / (alpha**2 + beta**2)
-            weighted = H.gram_solve(residual, r2, sigma2)
+            weighted = H.gram_solve(residual, _r2(alpha, beta), sigma2)
             self.backward += 1
             return _vjp(x1, x, H.adjoint(weighted), keep=False)
         if self.covariance == "full":
@@ -148,8 +152,7 @@ class _Guidance:
         # a variance is positive, and one estimated at ~0 from a few probes (noise, or a non-symmetric network
         # Jacobian) weights the residual by 1 / sigma_y^2: it blew up the noiseless image runs. So the estimate is
         # floored at VARIANCE_FLOOR times PiGDM's r_t^2
-        r2 = alpha**2 / (alpha**2 + beta**2)
-        diag = ((alpha**2 / beta) * (estimate / self.probes)).clamp_min(VARIANCE_FLOOR * r2)
+        diag = ((alpha**2 / beta) * (estimate / self.probes)).clamp_min(VARIANCE_FLOOR * _r2(alpha, beta))
         weighted = residual / (H.squared(diag) + sigma2).clamp_min(1e-12)
         return _vjp(x1, x, H.adjoint(weighted), keep=False)
 

@@ -89,8 +89,8 @@ class Reconstruction:
                 raise ValueError(f"{name} must be a non-empty choice from {', '.join(allowed)}; got {bad or 'none'}")
         if not self.noise or not all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.noise):
             raise ValueError(f"noise levels must be finite numbers >= 0; got {self.noise}")
-        if self.particles is None:
-            self.particles = 2 * self.samples if isinstance(self.samples, int) else self.samples
+        if self.particles is None and isinstance(self.samples, int):  # else the samples check below says why
+            self.particles = 2 * self.samples
         if self.update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {self.update!r}")
         for name, minimum in (("images", 1), ("samples", 2), ("steps", 2), ("particles", 2)):
@@ -188,6 +188,7 @@ def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reco
             g = torch.Generator(device=model.device).manual_seed(config.seed * 1000 + 100 * a + b)
             measurement = Measurement.simulate(op, truth, float(sigma), g)
             panels = [op.pinv(measurement.y).clamp(-1, 1)[:keep].cpu()]
+            panel_values[a, b, 0] = panels[0].float().numpy()
             for c, method in enumerate(config.methods):
                 started = time.perf_counter()
                 try:
@@ -209,14 +210,13 @@ def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reco
                     accuracy = float((predicted == labels[:, None].to(predicted.device)).double().mean())
                 values[a, b, c] = [psnr, ssim, fd, accuracy, coverage, nfe, seconds]
                 panels.append(x[:keep, 0].clamp(-1, 1).cpu())
+                panel_values[a, b, c + 1] = panels[-1].numpy()  # a diverged method's stays NaN
                 if progress is not None:
                     progress(f"{task} sigma {sigma:g} {method}: PSNR {psnr:.2f}, SSIM {ssim:.3f}, "
                              f"FD-CNN {fd:.2f}, accuracy {accuracy:.3f}, coverage {coverage:.3f}, NFE {nfe:.0f}, "
                              f"{seconds:.2f} s/image")  # fmt: skip
             panels.append(truth[:keep].cpu())
-            for c, (column, panel) in enumerate(zip(columns, panels, strict=True)):
-                if column not in config.methods or f"{task}/{sigma:g}/{column}" not in diverged:
-                    panel_values[a, b, c] = panel.float().numpy()
+            panel_values[a, b, -1] = panels[-1].float().numpy()
             if b == 0:
                 kept[task] = torch.cat(panels)
     table = xr.Dataset(
