@@ -711,6 +711,8 @@ CASES = [
          _vp_grid(), 4, update="step"), ValueError, "update must be one of"),
     Case("inverse", "the ensemble with a noiseless measurement", lambda tmp: ensemble_sample(_inverse_prior(),
          _inverse_measurement(0.0), _vp_grid(), 4), ValueError, "needs noise_std > 0"),
+    Case("inverse", "the ensemble with a mixing rate of zero", lambda tmp: ensemble_sample(_inverse_prior(),
+         _inverse_measurement(), _vp_grid(), 4, mixing=0.0), ValueError, "mixing must be a positive number"),
     Case("inverse", "RED-Diff with a negative regulariser", lambda tmp: red_diff(_inverse_prior(),
          _inverse_measurement(), _vp_grid(), 4, lam=-1.0), ValueError, "lam"),
     Case("inverse", "a two-sided interpolant as the prior", lambda tmp: Prior(preset("linear"),

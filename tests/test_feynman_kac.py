@@ -256,6 +256,11 @@ def test_weighted_run_records_and_round_trips(tmp_path):
     assert tr.extras["log_weight"].shape == (21, 50) and tr.extras["origin"].shape == (21, 50)
     assert set(tr.series) == {"ess", "resampled", "log_normaliser"}
     assert int(tr.series["resampled"].sum()) == 20 == tr.attrs["n_resampled"] and tr.nfe == 20
+    # the start particles the final ones descend from: those named by the recorded origins
+    assert tr.attrs["distinct_ancestors"] == len(torch.unique(tr.extras["origin"][-1])) < 50
+    never = fk_correct(anneal(exact.score, 2.0), VP, grid, n=50, dim=2, form="velocity", generator=_gen(0),
+                       progress=False, policy=ResamplePolicy("never"))  # fmt: skip
+    assert never.attrs["distinct_ancestors"] == 50
     path = tmp_path / "fk.nc"
     tr.to_netcdf(path)
     back = Trajectory.load(path)

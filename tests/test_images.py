@@ -9,6 +9,7 @@ import pytest
 import torch
 import xarray as xr
 
+from interp.inverse import START_NODES
 from interp.metrics import bures_wasserstein2, frechet_distance, kernel_distance, precision_recall
 from interp.nets import UNet
 from interp.solvers import MOMENTUM, STANDARD, at_budget
@@ -493,7 +494,8 @@ def test_inverse_task_runs_every_method_and_counts_its_evaluations(tmp_path, cap
     assert bool((nfe.sel({"method": "pigdm"}) == 2 * steps * samples).all())  # a forward and a backward per step
     assert bool((nfe.sel({"method": "dps"}) == 2 * steps * samples).all())
     assert bool((nfe.sel({"method": "red-diff"}) == steps * samples).all())  # one evaluation per time
-    assert bool((nfe.sel({"method": "ensemble"}) == steps * particles).all())  # one population per image
+    # one population per image, and the start weights' data predictions (the VP path's beta(0) is not 0)
+    assert bool((nfe.sel({"method": "ensemble"}) == (steps + START_NODES) * particles).all())
     assert bool((nfe.sel({"method": "tweedie2"}) > 2 * steps * samples).all())  # plus the Hutchinson probes
     for metric, lo, hi in (("ssim", -1, 1), ("coverage", 0, 1), ("accuracy", 0, 1)):
         v = value.sel({"metric": metric})

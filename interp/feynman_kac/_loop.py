@@ -159,6 +159,9 @@ def run_weighted(
         "resampling_scheme": scheme,
         "resampling_policy": policy.kind,
         "n_resampled": int(resampled.sum()),
+        # how many of the start particles the final ones descend from: few means the resampled copies never
+        # became distinct, and the estimates rest on those few (docs/algorithms.md §7)
+        "distinct_ancestors": int(torch.unique(particles.x).numel()),
     }
     out_attrs.update(attrs or {})
     if group is not None:

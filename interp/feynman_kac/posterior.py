@@ -87,7 +87,9 @@ def posterior_sample(
             Hessian of :math:`-\log L`; the likelihood's pull is then taken drift-implicitly,
             :math:`x' = x + (I + h\epsilon P)^{-1}(h u + \sqrt{2\epsilon h}\,\xi)`, stable whatever
             :math:`h\epsilon\|P\|` (explicit Euler–Maruyama diverges once it exceeds 2: a sharp likelihood,
-            :math:`\|P\| \sim 1/\sigma_y^2`, would need thousands of steps).
+            :math:`\|P\| \sim 1/\sigma_y^2`, would need thousands of steps). A solve that returns
+            :math:`(I + \theta cP)^{-1}v` takes the θ-method instead (:func:`interp.inverse.ensemble_sample` uses
+            the midpoint θ = ½, which keeps the stationary law of the likelihood's linear pull exact).
     Returns a weighted :class:`~interp.results.Trajectory`; ``attrs["log_normaliser"]`` estimates the evidence.
     """
     if velocity is None and not interpolant.gaussian_base:

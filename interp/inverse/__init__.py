@@ -1,6 +1,6 @@
 """Inverse problems with diffusion and flow priors (docs/algorithms.md §7)."""
 
-from .ensemble import ensemble_sample, exact_start, fk_sample
+from .ensemble import START_NODES, ensemble_sample, exact_start, fk_sample, start_log_ratio
 from .guidance import GUIDANCE, UPDATES, ddim_step, guided_sample
 from .measurement import Measurement, Prior
 from .operators import (
@@ -19,6 +19,7 @@ from .operators import (
 from .red_diff import red_diff
 
 __all__ = [
+    "START_NODES",
     "GUIDANCE",
     "UPDATES",
     "Blur",
@@ -39,5 +40,6 @@ __all__ = [
     "guided_sample",
     "random_mask",
     "red_diff",
+    "start_log_ratio",
     "uniform_blur",
 ]

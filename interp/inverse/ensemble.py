@@ -4,9 +4,11 @@ r"""Approximation-free posterior sampling: the weighted ensemble and FK steering
 * :func:`ensemble_sample`: :func:`interp.feynman_kac.posterior_sample` — particles targeting
   :math:`q_t(x)\,N(y; Hx, \sigma_y^2 I)` at every t, so the weighted particles at t = 1 sample the posterior with
   no approximation beyond the time step, and the log normalising constant estimates the evidence
-  :math:`\log p(y)`. It starts from :math:`q_{t_0}L` drawn exactly (:func:`exact_start`) and takes the
-  likelihood's pull :math:`\epsilon H^\top(y - Hx)/\sigma_y^2` drift-implicitly through the operator's Gram
-  solve, so a sharp likelihood (small :math:`\sigma_y`) does not make the steps diverge.
+  :math:`\log p(y)`. It starts from :math:`q_{t_0}L` drawn exactly (:func:`exact_start`, weighted by
+  :func:`start_log_ratio` where the prior's :math:`\beta_{t_0} \ne 0`) and takes the
+  likelihood's pull :math:`\epsilon H^\top(y - Hx)/\sigma_y^2` semi-implicitly (the midpoint rule, or fully
+  implicitly where the step is very stiff) through the operator's Gram solve, so a sharp likelihood (small
+  :math:`\sigma_y`) does not make the steps diverge.
 * :func:`fk_sample`: :func:`interp.feynman_kac.fk_steer` with the reward :math:`\log N(y; H\hat x_1, \sigma_y^2I)`
   of the data prediction and :math:`\lambda = 1`, whose final correction makes the weighted particles target
   :math:`p(x)\,L(y\mid x)`, the posterior, too; the potentials only guide the resampling.
@@ -21,20 +23,31 @@ import math
 import time
 
 import torch
+from numpy.polynomial.legendre import leggauss
 from torch import Tensor
 
 from .._checks import check_count
 from .._random import randn_like, seeded_generator
 from ..feynman_kac import BaseSampler, fk_steer, posterior_sample
+from ..feynman_kac.correctors import noise_fn
 from ..grids import check_grid
 from ..results import Trajectory
 from ..smc import ResamplePolicy
 from .guidance import start_noise
 from .measurement import Measurement, Prior
 
-__all__ = ["EXPLICIT_LIMIT", "ensemble_sample", "exact_start", "fk_sample"]
+__all__ = ["EXPLICIT_LIMIT", "MIDPOINT_LIMIT", "ensemble_sample", "exact_start", "fk_sample", "start_log_ratio"]
 
-EXPLICIT_LIMIT = 0.5  # steps with h*eps*||P|| below this stay explicit (stability needs < 2)
+# The likelihood's pull eps*H^T(y - Hx)/sigma^2 is stiff for small sigma_y. With a = h*eps*||P||, P = H^T H/sigma^2:
+# explicit below EXPLICIT_LIMIT (explicit Euler-Maruyama is stable only for a < 2); the theta = 1/2 (midpoint)
+# step up to MIDPOINT_LIMIT, which keeps the stationary law of that linear pull exact (the fully implicit step
+# shrinks its variance by 2/(2 + a), and the weights, derived for the exact dynamics, carried that into the
+# evidence: 0.4-8.7 nats at sigma_y = 0.05); fully implicit above, where the midpoint's stiff modes barely decay
+# (its factor (1 - a/2)/(1 + a/2) tends to -1) and left the mode masses 0.14 off on a sigma_y = 0.02 test.
+# docs/algorithms.md section 7 has the measurements.
+EXPLICIT_LIMIT = 0.5
+MIDPOINT_LIMIT = 20.0
+START_NODES = 4  # Gauss-Legendre nodes of start_log_ratio (exact to 1e-9 on the validation priors)
 
 
 def exact_start(prior: Prior, measurement: Measurement, t0: float, n: int, generator=None, dtype=None):
@@ -60,6 +73,29 @@ def exact_start(prior: Prior, measurement: Measurement, t0: float, n: int, gener
     return x, log_z
 
 
+def start_log_ratio(prior: Prior, x: Tensor, t0: float, nodes: int = START_NODES) -> Tensor:
+    r""":math:`\log q_{t_0}(x) - \log N(x; 0, \alpha_{t_0}^2I)` at the particles ``x`` ``(n, ...)``, ``(n,)``: the
+    weights that make :func:`exact_start`'s draws (exact for :math:`\beta_{t_0} = 0`) exact for the prior's own
+    marginal, whose :math:`\beta_{t_0}` need not be 0 (0.0066 at the VP path's t = 0).
+
+    By Tweedie, :math:`\nabla\log q_t(x) + x/\alpha_t^2 = (\beta_t/\alpha_t^2)\,E[x_1\mid x_t = x]`, so the
+    log-ratio is :math:`(\beta/\alpha^2)\int_0^1 \hat x_1(t_0, \tau x)\cdot x\,d\tau` (Gauss–Legendre,
+    ``nodes`` data predictions) plus its value at 0, :math:`\log E\exp(-\beta^2|x_1|^2/2\alpha^2) \approx
+    -\beta^2E|x_1|^2/2\alpha^2`, which no prior model gives and is left out (6e-3 nats for the 64D validation
+    prior; docs/algorithms.md §7).
+    """
+    alpha, beta = prior.coefficients(torch.tensor(t0))
+    if beta == 0:
+        return torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    tau, weight = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in leggauss(nodes))
+    tau, weight = (tau + 1) / 2, weight / 2  # on [0, 1]
+    t = torch.tensor(t0, dtype=x.dtype, device=x.device)
+    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    for node, w in zip(tau, weight, strict=True):
+        total = total + w * (prior.x1(t, node * x) * x).reshape(x.shape[0], -1).sum(1)
+    return (beta / alpha**2 * total).double()
+
+
 def _single(measurement: Measurement, what: str) -> None:
     measurement.require_noise(what)
     if measurement.batch != 1:
@@ -73,35 +109,54 @@ def ensemble_sample(
     grid,
     n: int,
     *,
+    mixing: float = 1.0,
     policy: ResamplePolicy | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> Trajectory:
     """Weighted particles for the posterior of ``measurement`` (``extras["log_weight"]`` at the end of the
-    returned trajectory; ``attrs["log_normaliser"]`` estimates :math:`\\log p(y)`)."""
+    returned trajectory; ``attrs["log_normaliser"]`` estimates :math:`\\log p(y)`).
+
+    ``mixing``: the Langevin rate as a multiple of the prior's diffusion rate, :math:`\\epsilon(t) =
+    \\text{mixing}\\cdot\\eta(t)`. The weights do not depend on it; how fast resampled copies become distinct
+    does. In many dimensions the weights need frequent resampling, and at ``mixing = 1`` the copies stay close
+    for so long that the final particles descend from a handful of early ones (``attrs["distinct_ancestors"]``):
+    the evidence then scatters by nats from seed to seed, and more particles do not help. A larger rate cures it,
+    but the Euler–Maruyama step's bias grows with :math:`h\\epsilon`, so raise the steps with it
+    (docs/algorithms.md §7 has the measurements).
+    """
     _single(measurement, "the ensemble sampler")
     check_count(n, "n")
+    if not (isinstance(mixing, (int, float)) and math.isfinite(mixing) and mixing > 0):
+        raise ValueError(f"mixing must be a positive number (a multiple of the diffusion rate); got {mixing!r}")
     grid = check_grid(torch.as_tensor(grid, dtype=torch.float64))
     generator = seeded_generator(generator, measurement.y.device)
     started = time.perf_counter()
     start, log_z = exact_start(prior, measurement, float(grid[0]), n, generator, dtype)
+    log_ratio = start_log_ratio(prior, start, float(grid[0]))  # the start made exact for the prior's marginal
+    log_z += float(torch.logsumexp(log_ratio, 0)) - math.log(n)
     H, sigma2 = measurement.operator, measurement.noise_std**2
     stiffness = float(H.gram_eigenvalues().max()) / sigma2  # the largest eigenvalue of P = H^T H / sigma^2
 
     def precision_solve(v: Tensor, c: float) -> Tensor:
-        """(I + c H^T H / sigma^2)^{-1} v = v - H^T (HH^T + sigma^2/c I)^{-1} H v (Woodbury, through the operator),
-        only where the explicit step would be near its stability limit (c ||P|| = 2): the weights are derived for
-        the explicit dynamics, and the implicit step, stable but damped, biases them (the evidence most)."""
-        if c * stiffness < EXPLICIT_LIMIT:
+        """(I + theta c P)^{-1} v, P = H^T H / sigma^2, through the operator's Gram solve (Woodbury:
+        v - H^T (HH^T + sigma^2/(theta c) I)^{-1} H v), the theta of the module's limits for a = c ||P||."""
+        a = c * stiffness
+        if a < EXPLICIT_LIMIT:
             return v
-        return v - H.adjoint(H.gram_solve(H(v), 1.0, sigma2 / c))
+        theta = 0.5 if a <= MIDPOINT_LIMIT else 1.0
+        return v - H.adjoint(H.gram_solve(H(v), 1.0, sigma2 / (theta * c)))
 
+    eta = noise_fn("diffusion", prior.interpolant, 1.0)
     out = posterior_sample(
-        prior.interpolant, prior.score, measurement.log_likelihood, grid, start=start, start_log_normaliser=log_z,
-        precision_solve=precision_solve, policy=policy, generator=generator, progress=progress,
+        prior.interpolant, prior.score, measurement.log_likelihood, grid, start=(start, log_ratio),
+        start_log_normaliser=log_z,
+        noise=lambda t: mixing * eta(t), precision_solve=precision_solve, policy=policy, generator=generator,
+        progress=progress,
     )  # fmt: skip
-    out.attrs.update(seconds=time.perf_counter() - started, noise_std=measurement.noise_std)
+    out.nfe += START_NODES if prior.coefficients(grid[0])[1] != 0 else 0  # the start weights' predictions
+    out.attrs.update(seconds=time.perf_counter() - started, noise_std=measurement.noise_std, mixing=float(mixing))
     return out
 
 

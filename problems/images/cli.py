@@ -120,7 +120,7 @@ def parser() -> Parser:
     inverse.add_argument("--reconstructions", type=positive_int, default=Reconstruction.samples,
                          help="reconstructions per image (coverage needs several)")  # fmt: skip
     inverse.add_argument("--particles", type=positive_int, default=Reconstruction.particles,
-                         help="the ensemble's particles per image (default: 2 x reconstructions, DPS's NFE)")
+                         help="the ensemble's particles per image (default: DPS's NFE, about 2 x reconstructions)")
     inverse.add_argument("--update", choices=UPDATES, default=Reconstruction.update,
                          help="how PiGDM and second-order Tweedie apply their guidance (docs/algorithms.md, section 7)")
     inverse.add_argument("--zeta", type=positive_float, default=Reconstruction.zeta, help="DPS's step size")

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from interp import grids as time_grids
 from interp.inverse import (
+    START_NODES,
     UPDATES,
     Downsample,
     Identity,
@@ -64,8 +65,9 @@ MODEL = ImageModelConfig(interpolant="vp", width=32, multipliers=(1, 2), steps=2
 @dataclass
 class Reconstruction:
     """What is reconstructed and how: tasks, noise levels, methods, images, samples per image, the steps of every
-    method, DPS's ζ, RED-Diff's λ, the ensemble's particles per image (default ``2 * samples``: the network
-    evaluations of DPS and ΠGDM, a forward and a backward pass per sample and step), ΠGDM's and second-order
+    method, DPS's ζ, RED-Diff's λ, the ensemble's particles per image (default: as many as the network
+    evaluations of DPS and ΠGDM, a forward and a backward pass per sample and step, allow — ``2 * samples`` less
+    the start weights' share), ΠGDM's and second-order
     Tweedie's ``update`` (``"state"``, their authors' step: the exact-score one diverges on trained models,
     docs/algorithms.md §7) and the σ standing in for 0."""
 
@@ -89,8 +91,10 @@ class Reconstruction:
                 raise ValueError(f"{name} must be a non-empty choice from {', '.join(allowed)}; got {bad or 'none'}")
         if not self.noise or not all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.noise):
             raise ValueError(f"noise levels must be finite numbers >= 0; got {self.noise}")
-        if self.particles is None and isinstance(self.samples, int):  # else the samples check below says why
-            self.particles = 2 * self.samples
+        if self.particles is None and isinstance(self.samples, int) and isinstance(self.steps, int):
+            # DPS's and ΠGDM's evaluations, 2 * samples * steps, over the ensemble's steps + its start weights'
+            # data predictions (else the checks below say why)
+            self.particles = max(2, 2 * self.samples * self.steps // (self.steps + START_NODES))
         if self.update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {self.update!r}")
         for name, minimum in (("images", 1), ("samples", 2), ("steps", 2), ("particles", 2)):
@@ -144,7 +148,6 @@ def _run_method(method, prior, measurement, times, config, generator, count: int
     """``(images * samples, C, H, W)`` reconstructions (rows image-major) and network evaluations per image."""
     s = config.samples
     rows = Measurement(measurement.operator, measurement.y.repeat_interleave(s, 0), measurement.noise_std)
-    steps = len(times) - 1
     if method in ("dps", "pigdm", "tweedie2"):
         out = guided_sample(prior, rows, times, method=method, zeta=config.zeta, covariance="diagonal",
                             update=config.update, generator=generator, progress=False, dtype=torch.float32)  # fmt: skip
@@ -161,7 +164,7 @@ def _run_method(method, prior, measurement, times, config, generator, count: int
         w = torch.softmax(out.extras["log_weight"][-1].double(), 0)
         pick = torch.multinomial(w.cpu(), s, replacement=True, generator=torch.Generator().manual_seed(i))
         finals.append(out.final[pick.to(out.final.device)])
-    return torch.cat(finals), steps * config.particles
+    return torch.cat(finals), out.nfe * config.particles
 
 
 def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reconstruction, progress=None,
