@@ -18,8 +18,8 @@ Metrics, each method, each case (``N`` samples, ``STEPS`` steps):
   averaged (0.90 for an exact sampler);
 * ``evidence_error``: |log p̂(y) − log p(y)| where the method estimates it.
 
-Budgets: only the approximation-free ensemble is checked (``TV``, ``SW2_FLOOR``, ``COVERAGE``; ``LOG_Z`` at
-σ_y = 0.5, the evidence at 0.05 being reported: docs/algorithms.md §7). DPS,
+Budgets: only the approximation-free ensemble is checked (``TV``, ``SW2_FLOOR``, ``COVERAGE``, ``LOG_Z``; it
+runs at ``ENSEMBLE``'s mixing and steps, and reports how many start particles its final ones descend from). DPS,
 ΠGDM (with the exact-score update, and ``pigdm-state`` with its authors' state update), second-order Tweedie,
 RED-Diff and FK steering approximate the posterior (or, for FK steering, are exact only
 in the limit of many particles) and their values are *reported*, with the unconditioned prior as a reference row:
@@ -50,6 +50,11 @@ from .feynman_kac import mode_masses, sw2_over_floor, total_variation
 
 SUITE = "inverse"
 N, QUICK_N, STEPS = 2000, 1000, 200
+# The ensemble's (mixing, steps) by dimension: in 64D the weights resample every few steps and, at the plain
+# diffusion rate, the final particles descended from 2-15 of 1000 start particles, the evidence scattering by
+# 1-2 nats from seed to seed whatever the particle count; three times the Langevin rate keeps 50-70 lineages,
+# and three times the steps keep its Euler-Maruyama bias (0.9 nats at 200 steps) small (docs/algorithms.md §7).
+ENSEMBLE = {2: (1.0, STEPS), 16: (1.0, STEPS), 64: (3.0, 3 * STEPS)}
 TV, SW2_FLOOR, COVERAGE, LOG_Z = 0.1, 4.5, 0.05, 0.3
 VP = preset("vp")
 SHAPES = {2: (2,), 16: (1, 4, 4), 64: (1, 8, 8)}
@@ -57,6 +62,10 @@ SHAPES = {2: (2,), 16: (1, 4, 4), 64: (1, 8, 8)}
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def _grid(steps: int) -> torch.Tensor:
+    return torch.linspace(0.0, VP.time_range[1], steps + 1, dtype=torch.float64)
 
 
 def _operators(dim: int) -> dict:
@@ -105,7 +114,9 @@ def _metrics(x, log_weights, posterior: GaussianMixture, seed: int) -> dict:
 def _methods(dim: int, n: int) -> dict:
     covariance = "full" if dim <= 16 else "diagonal"
     return {
-        "ensemble": lambda p, m, g, s: ensemble_sample(p, m, g, n, generator=_gen(s), progress=False),
+        "ensemble": lambda p, m, g, s: ensemble_sample(
+            p, m, _grid(ENSEMBLE[dim][1]), n, mixing=ENSEMBLE[dim][0], generator=_gen(s), progress=False
+        ),  # fmt: skip
         "fk-steering": lambda p, m, g, s: fk_sample(p, m, g, n, generator=_gen(s), progress=False),
         "pigdm": lambda p, m, g, s: guided_sample(p, m, g, n, method="pigdm", generator=_gen(s), progress=False),
         "pigdm-state": lambda p, m, g, s: guided_sample(
@@ -124,7 +135,7 @@ def _methods(dim: int, n: int) -> dict:
 def _run_case(dim: int, op_name: str, sigma: float, seed: int, methods, n: int) -> list[Record]:
     prior, measurement, prior_mixture, posterior, evidence = _case(dim, op_name, sigma)
     case = f"{dim}d-{op_name}-s{sigma:g}"
-    grid = torch.linspace(0.0, VP.time_range[1], STEPS + 1, dtype=torch.float64)
+    grid = _grid(STEPS)
     reference = _metrics(prior_mixture.sample(n, _gen(seed + 7)), None, posterior, seed)
     records = [report(SUITE, case, "prior", k, v) for k, v in reference.items()]
     for name, fn in _methods(dim, n).items():
@@ -147,12 +158,8 @@ def _run_case(dim: int, op_name: str, sigma: float, seed: int, methods, n: int) 
                 check(SUITE, case, name, "mode_tv", values["mode_tv"], TV),
                 check(SUITE, case, name, "sliced_w2_over_floor", values["sliced_w2_over_floor"], SW2_FLOOR),
                 check(SUITE, case, name, "coverage_90_error", abs(values["coverage_90"] - 0.9), COVERAGE),
-                # the evidence at sigma_y = 0.05 is reported, not checked: docs/validation.md ("inverse")
-                (
-                    check(SUITE, case, name, "evidence_error", values["evidence_error"], LOG_Z)
-                    if sigma >= 0.5
-                    else report(SUITE, case, name, "evidence_error", values["evidence_error"])
-                ),
+                check(SUITE, case, name, "evidence_error", values["evidence_error"], LOG_Z),
+                report(SUITE, case, name, "distinct_ancestors", out.attrs["distinct_ancestors"]),
                 report(SUITE, case, name, "log_density_gap", values["log_density_gap"]),
             ]
         else:
