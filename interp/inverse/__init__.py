@@ -1,7 +1,7 @@
 """Inverse problems with diffusion and flow priors (docs/algorithms.md §7)."""
 
 from .ensemble import START_NODES, ensemble_sample, exact_start, fk_sample, start_log_ratio
-from .guidance import GUIDANCE, UPDATES, ddim_step, guided_sample
+from .guidance import COVARIANCES, GUIDANCE, UPDATES, ddim_step, guided_sample
 from .measurement import Measurement, Prior
 from .operators import (
     Blur,
@@ -23,6 +23,7 @@ __all__ = [
     "GUIDANCE",
     "UPDATES",
     "Blur",
+    "COVARIANCES",
     "Downsample",
     "Identity",
     "LinearOperator",

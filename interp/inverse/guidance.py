@@ -14,7 +14,8 @@ Each method approximates the likelihood of the measurement given the *noisy* sta
   (``"diagonal"``, :math:`\operatorname{diag}J \approx E[v\odot J^\top v]`, exact in expectation when :math:`J` is
   symmetric, as it is for an exact score), the measurement covariance then taken diagonal,
   :math:`\operatorname{diag}(HDH^\top) = (H\circ H)\operatorname{diag}D`, each variance floored at
-  ``VARIANCE_FLOOR`` :math:`\cdot r_t^2`;
+  ``VARIANCE_FLOOR`` :math:`\cdot r_t^2`; or the whole :math:`HCH^\top + \sigma_y^2I` solved by conjugate
+  gradients (``"cg"``, one vector–Jacobian product per iteration);
 * **DPS** (Chung et al. 2023): no covariance; a step :math:`-\zeta\,\nabla_{x_t}\|y - H\hat x_1\|^2/\|y - H\hat x_1\|`
   after each prior step (the paper's :math:`\zeta_t = \zeta/\|y - H\hat x_1\|`).
 
@@ -57,9 +58,10 @@ from ..grids import check_grid
 from ..results import Trajectory
 from .measurement import Measurement, Prior
 
-__all__ = ["GUIDANCE", "UPDATES", "ddim_step", "guided_sample", "start_noise"]
+__all__ = ["COVARIANCES", "GUIDANCE", "UPDATES", "ddim_step", "guided_sample", "start_noise"]
 
 GUIDANCE = ("dps", "pigdm", "tweedie2")
+COVARIANCES = ("full", "diagonal", "cg")
 UPDATES = ("score", "state")
 VARIANCE_FLOOR = 0.01
 
@@ -107,9 +109,10 @@ def _vjp(output: Tensor, x: Tensor, cotangent: Tensor, *, keep: bool) -> Tensor:
 class _Guidance:
     """The likelihood-score approximation :math:`g(t, x)` of one method, given the graph of :math:`\\hat x_1(x)`."""
 
-    def __init__(self, method: str, measurement: Measurement, *, covariance: str, probes: int, generator):
+    def __init__(self, method: str, measurement: Measurement, *, covariance: str, probes: int, iterations: int,
+                 generator):  # fmt: skip
         self.method, self.measurement, self.generator = method, measurement, generator
-        self.covariance, self.probes = covariance, probes
+        self.covariance, self.probes, self.iterations = covariance, probes, iterations
         self.backward = 0
 
     def __call__(self, x: Tensor, x1: Tensor, alpha: float, beta: float, y: Tensor) -> Tensor:
@@ -122,7 +125,40 @@ class _Guidance:
             return _vjp(x1, x, H.adjoint(weighted), keep=False)
         if self.covariance == "full":
             return self._full(x, x1, alpha, beta, residual)
+        if self.covariance == "cg":
+            return self._cg(x, x1, alpha, beta, residual)
         return self._diagonal(x, x1, alpha, beta, residual)
+
+    def _cg(self, x, x1, alpha, beta, residual):
+        """(H C H^T + sigma^2 I)^{-1} residual by conjugate gradients, C = (alpha^2/beta) J^T applied by one
+        vector-Jacobian product per iteration (J^T = J for an exact score), without forming H C H^T; a fixed number
+        of iterations from 0 (early stopping regularises it where C is near-singular)."""
+        H, sigma2 = self.measurement.operator, self.measurement.noise_std**2
+        scale = alpha**2 / beta
+        n = x.shape[0]
+
+        def dot(a: Tensor, b: Tensor) -> Tensor:
+            return (a * b).reshape(n, -1).sum(1)
+
+        def column(v: Tensor) -> Tensor:
+            return v.reshape(n, *([1] * (residual.ndim - 1)))
+
+        def apply(u: Tensor) -> Tensor:
+            v = H.adjoint(u)
+            return H(scale * _vjp(x1, x, v, keep=True)) + sigma2 * u
+
+        u, r = torch.zeros_like(residual), residual.clone()
+        p, rr = r.clone(), dot(r, r)
+        for _ in range(self.iterations):
+            ap = apply(p)
+            curvature = dot(p, ap)
+            # a direction of non-positive curvature (a network's J can be indefinite) ends that sample's iteration
+            step = torch.where(curvature > 0, rr / curvature.clamp_min(1e-30), torch.zeros_like(rr))
+            u, r = u + column(step) * p, r - column(step) * ap
+            new = dot(r, r)
+            p, rr = r + column(torch.where(step > 0, new / rr.clamp_min(1e-30), torch.zeros_like(rr))) * p, new
+        self.backward += self.iterations + 1
+        return _vjp(x1, x, H.adjoint(u), keep=False)
 
     def _full(self, x, x1, alpha, beta, residual):
         H, sigma2 = self.measurement.operator, self.measurement.noise_std**2
@@ -169,6 +205,7 @@ def guided_sample(
     eta: float = 1.0,
     covariance: str = "full",
     probes: int = 4,
+    iterations: int = 10,
     update: str = "score",
     generator: torch.Generator | None = None,
     dtype: torch.dtype | None = None,
@@ -185,8 +222,11 @@ def guided_sample(
             (images: 0.1–1 as in the paper; a 2D toy: 0.05–0.1).
         weight: the guidance weight on :math:`g` (ΠGDM / second-order Tweedie; 1 is the posterior).
         eta: the DDIM noise (1: ancestral, 0: deterministic).
-        covariance: second-order Tweedie's ``"full"`` Jacobian (low dimension) or ``"diagonal"`` (Hutchinson with
-            ``probes`` Rademacher vectors).
+        covariance: second-order Tweedie's ``"full"`` Jacobian (low dimension), ``"diagonal"`` (Hutchinson with
+            ``probes`` Rademacher vectors, the measurement covariance taken diagonal) or ``"cg"`` (the whole
+            measurement covariance :math:`HCH^\top + \sigma_y^2I`, solved by ``iterations`` conjugate-gradient
+            steps of one vector–Jacobian product each: what a blur needs, whose :math:`HCH^\top` is far from
+            diagonal).
         update: ``"score"`` (exact for a Gaussian prior) or ``"state"`` (the ΠGDM authors' step; use it on trained
             image models): the module docstring says how they differ.
 
@@ -199,11 +239,12 @@ def guided_sample(
         measurement.require_linear(method)
     if update not in UPDATES:
         raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {update!r}")
-    if covariance not in ("full", "diagonal"):
-        raise ValueError(f"covariance must be 'full' or 'diagonal'; got {covariance!r}")
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}; got {covariance!r}")
     check_positive(zeta, "zeta", allow_zero=True)
     check_positive(weight, "weight", allow_zero=True)
     check_count(probes, "probes")
+    check_count(iterations, "iterations")
     if not (isinstance(eta, (int, float)) and 0 <= eta <= 1):
         raise ValueError(f"eta must lie in [0, 1]; got {eta!r}")
     grid = check_grid(torch.as_tensor(grid, dtype=torch.float64))
@@ -211,7 +252,8 @@ def guided_sample(
     y = measurement.rows(n)
     dtype = dtype or (y.dtype if y.is_floating_point() else torch.get_default_dtype())
     generator = seeded_generator(generator, y.device)
-    guidance = _Guidance(method, measurement, covariance=covariance, probes=probes, generator=generator)
+    guidance = _Guidance(method, measurement, covariance=covariance, probes=probes, iterations=iterations,
+                         generator=generator)  # fmt: skip
     x = start_noise(prior, float(grid[0]), n, measurement.operator.shape, generator, dtype, y.device)
     y = y.to(dtype)
     first, nfe, started = x, 0, time.perf_counter()

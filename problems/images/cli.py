@@ -123,6 +123,8 @@ def parser() -> Parser:
                          help="the ensemble's particles per image (default: DPS's NFE, about 2 x reconstructions)")
     inverse.add_argument("--update", choices=UPDATES, default=Reconstruction.update,
                          help="how PiGDM and second-order Tweedie apply their guidance (docs/algorithms.md, section 7)")
+    inverse.add_argument("--covariance", choices=("diagonal", "cg"), default=Reconstruction.covariance,
+                         help="second-order Tweedie's measurement covariance: diagonal (Hutchinson) or whole (CG)")
     inverse.add_argument("--zeta", type=positive_float, default=Reconstruction.zeta, help="DPS's step size")
     p.add_argument(
         "--likelihood",
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             reconstruction = Reconstruction(tasks=args.inverse_tasks, noise=args.noise, methods=args.methods,
                                             images=args.images, samples=args.reconstructions, steps=args.sde_steps,
                                             zeta=args.zeta, particles=args.particles, update=args.update,
+                                            covariance=args.covariance,
                                             seed=args.seed)  # fmt: skip
         if any(a >= len(args.multipliers) for a in args.attention):
             raise ValueError(f"--attention levels must be below {len(args.multipliers)} (the number of multipliers)")

@@ -69,7 +69,8 @@ class Reconstruction:
     evaluations of DPS and ΠGDM, a forward and a backward pass per sample and step, allow — ``2 * samples`` less
     the start weights' share), ΠGDM's and second-order
     Tweedie's ``update`` (``"state"``, their authors' step: the exact-score one diverges on trained models,
-    docs/algorithms.md §7) and the σ standing in for 0."""
+    docs/algorithms.md §7), second-order Tweedie's measurement ``covariance`` (``"diagonal"`` or ``"cg"``) and the
+    σ standing in for 0."""
 
     tasks: tuple[str, ...] = TASKS
     noise: tuple[float, ...] = (0.0, 0.05)
@@ -81,6 +82,7 @@ class Reconstruction:
     lam: float = 0.25
     particles: int | None = None
     update: str = "state"
+    covariance: str = "diagonal"
     stand_in: float = 0.01
     seed: int = 0
 
@@ -95,6 +97,9 @@ class Reconstruction:
             # DPS's and ΠGDM's evaluations, 2 * samples * steps, over the ensemble's steps + its start weights'
             # data predictions (else the checks below say why)
             self.particles = max(2, 2 * self.samples * self.steps // (self.steps + START_NODES))
+        if self.covariance not in ("diagonal", "cg"):
+            raise ValueError(f"covariance must be 'diagonal' or 'cg' (images are too large for 'full'); got "
+                             f"{self.covariance!r}")  # fmt: skip
         if self.update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {self.update!r}")
         for name, minimum in (("images", 1), ("samples", 2), ("steps", 2), ("particles", 2)):
@@ -149,7 +154,7 @@ def _run_method(method, prior, measurement, times, config, generator, count: int
     s = config.samples
     rows = Measurement(measurement.operator, measurement.y.repeat_interleave(s, 0), measurement.noise_std)
     if method in ("dps", "pigdm", "tweedie2"):
-        out = guided_sample(prior, rows, times, method=method, zeta=config.zeta, covariance="diagonal",
+        out = guided_sample(prior, rows, times, method=method, zeta=config.zeta, covariance=config.covariance,
                             update=config.update, generator=generator, progress=False, dtype=torch.float32)  # fmt: skip
         return out.final, (out.nfe + out.attrs["backward"]) * s
     if method == "red-diff":
@@ -229,6 +234,7 @@ def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reco
                 "metric": list(METRICS), "panel": columns},
         attrs={"dataset": data.name, "images": config.images, "samples": config.samples, "steps": config.steps,
                "zeta": config.zeta, "lam": config.lam, "particles": config.particles, "update": config.update,
+               "covariance": config.covariance,
                "stand_in": config.stand_in, "seed": config.seed, "judge_accuracy": judge.accuracy,
                "diverged": ", ".join(diverged) or "none"},
     )  # fmt: skip
