@@ -52,7 +52,7 @@ SUITE = "inverse"
 N, QUICK_N, STEPS = 2000, 1000, 200
 # The ensemble's (mixing, steps) by dimension: in 64D the weights resample every few steps and, at the plain
 # diffusion rate, the final particles descended from 2-15 of 1000 start particles, the evidence scattering by
-# 1-2 nats from seed to seed whatever the particle count; three times the Langevin rate keeps 50-70 lineages,
+# 1-2 nats from seed to seed whatever the particle count; three times the Langevin rate keeps 82-958 of 2000,
 # and three times the steps keep its Euler-Maruyama bias (0.9 nats at 200 steps) small (docs/algorithms.md §7).
 ENSEMBLE = {2: (1.0, STEPS), 16: (1.0, STEPS), 64: (3.0, 3 * STEPS)}
 TV, SW2_FLOOR, COVERAGE, LOG_Z = 0.1, 4.5, 0.05, 0.3

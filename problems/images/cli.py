@@ -46,7 +46,7 @@ from interp.inverse import UPDATES
 from ..debian import FetchError
 from .classifier import PixelFeatures, train_classifier
 from .data import DATASETS, load_dataset
-from .inverse import METHODS, TASKS, Reconstruction, reconstruct
+from .inverse import COVARIANCES, METHODS, TASKS, Reconstruction, reconstruct
 from .likelihood import ROUTES, bits_per_dim
 from .model import INTERPOLANTS, ImageModelConfig, train_image_model
 from .outputs import best_by_fd, image_grid, inverse_records, records, steering_records, write_outputs
@@ -123,7 +123,7 @@ def parser() -> Parser:
                          help="the ensemble's particles per image (default: DPS's NFE, about 2 x reconstructions)")
     inverse.add_argument("--update", choices=UPDATES, default=Reconstruction.update,
                          help="how PiGDM and second-order Tweedie apply their guidance (docs/algorithms.md, section 7)")
-    inverse.add_argument("--covariance", choices=("diagonal", "cg"), default=Reconstruction.covariance,
+    inverse.add_argument("--covariance", choices=COVARIANCES, default=Reconstruction.covariance,
                          help="second-order Tweedie's measurement covariance: diagonal (Hutchinson) or whole (CG)")
     inverse.add_argument("--zeta", type=positive_float, default=Reconstruction.zeta, help="DPS's step size")
     p.add_argument(

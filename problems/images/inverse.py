@@ -35,6 +35,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import Tensor
 
 from interp import grids as time_grids
+from interp.inverse import COVARIANCES as TWEEDIE_COVARIANCES
 from interp.inverse import (
     START_NODES,
     UPDATES,
@@ -57,6 +58,7 @@ from .model import ImageModel, ImageModelConfig, train_image_model
 
 TASKS = ("box", "random", "sr2", "sr4", "deblur", "denoise")
 METHODS = ("dps", "pigdm", "tweedie2", "red-diff", "ensemble")
+COVARIANCES = tuple(c for c in TWEEDIE_COVARIANCES if c != "full")  # the full Jacobian: a backward pass per pixel
 METRICS = ("psnr", "ssim", "fd", "accuracy", "coverage", "nfe", "seconds")
 MODEL = ImageModelConfig(interpolant="vp", width=32, multipliers=(1, 2), steps=2000, learning_rate=1e-3)
 """The default prior: the command line's digits model (``--interpolant vp``, its other defaults)."""
@@ -97,9 +99,9 @@ class Reconstruction:
             # DPS's and ΠGDM's evaluations, 2 * samples * steps, over the ensemble's steps + its start weights'
             # data predictions (else the checks below say why)
             self.particles = max(2, 2 * self.samples * self.steps // (self.steps + START_NODES))
-        if self.covariance not in ("diagonal", "cg"):
-            raise ValueError(f"covariance must be 'diagonal' or 'cg' (images are too large for 'full'); got "
-                             f"{self.covariance!r}")  # fmt: skip
+        if self.covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)} (images are too large for the full "
+                             f"Jacobian); got {self.covariance!r}")  # fmt: skip
         if self.update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {self.update!r}")
         for name, minimum in (("images", 1), ("samples", 2), ("steps", 2), ("particles", 2)):
