@@ -51,8 +51,8 @@ from .feynman_kac import mode_masses, sw2_over_floor, total_variation
 SUITE = "inverse"
 N, QUICK_N, STEPS = 2000, 1000, 200
 # The ensemble's (mixing, steps) by dimension: in 16D and 64D the weights resample every few steps and, at the plain
-# diffusion rate, the final particles descended from 2-15 of 1000 start particles, the evidence scattering by
-# 1-2 nats from seed to seed whatever the particle count (16D blur at sigma_y 0.05: by 0.29 nats over 8 seeds);
+# diffusion rate, the final particles descended from few start particles (2-15 of 1000 in 64D), the evidence
+# scattering from seed to seed whatever the particle count (64D: 1-2 nats; 16D blur at sigma_y 0.05: 0.29 nats);
 # three times the Langevin rate keeps many more lineages (by 0.05 there), and more steps keep the Euler-Maruyama
 # bias that grows with the rate small: +0.3 nats on the 64D mask at 600 steps, +0.05 at 1200 (docs/algorithms.md
 # §7).
