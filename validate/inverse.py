@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import torch
 
+from interp import grids
 from interp.analytic import GaussianMixture
 from interp.interpolants import preset
 from interp.inverse import (
@@ -64,10 +65,6 @@ SHAPES = {2: (2,), 16: (1, 4, 4), 64: (1, 8, 8)}
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def _grid(steps: int) -> torch.Tensor:
-    return torch.linspace(0.0, VP.time_range[1], steps + 1, dtype=torch.float64)
 
 
 def _operators(dim: int) -> dict:
@@ -117,7 +114,8 @@ def _methods(dim: int, n: int) -> dict:
     covariance = "full" if dim <= 16 else "diagonal"
     return {
         "ensemble": lambda p, m, g, s: ensemble_sample(
-            p, m, _grid(ENSEMBLE[dim][1]), n, mixing=ENSEMBLE[dim][0], generator=_gen(s), progress=False
+            p, m, grids.uniform(ENSEMBLE[dim][1], *VP.time_range), n, mixing=ENSEMBLE[dim][0], generator=_gen(s),
+            progress=False,
         ),  # fmt: skip
         "fk-steering": lambda p, m, g, s: fk_sample(p, m, g, n, generator=_gen(s), progress=False),
         "pigdm": lambda p, m, g, s: guided_sample(p, m, g, n, method="pigdm", generator=_gen(s), progress=False),
@@ -137,7 +135,7 @@ def _methods(dim: int, n: int) -> dict:
 def _run_case(dim: int, op_name: str, sigma: float, seed: int, methods, n: int) -> list[Record]:
     prior, measurement, prior_mixture, posterior, evidence = _case(dim, op_name, sigma)
     case = f"{dim}d-{op_name}-s{sigma:g}"
-    grid = _grid(STEPS)
+    grid = grids.uniform(STEPS, *VP.time_range)
     reference = _metrics(prior_mixture.sample(n, _gen(seed + 7)), None, posterior, seed)
     records = [report(SUITE, case, "prior", k, v) for k, v in reference.items()]
     for name, fn in _methods(dim, n).items():
