@@ -3,6 +3,10 @@ catalogue at an NFE budget."""
 
 import gzip
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,6 +330,8 @@ def test_cli_bad_input_ends_with_one_line_before_any_work(tmp_path, capsys):
     assert "needs --conditional" in _cli_error(capsys, ["--guidance", "2"] + out)
     assert "--attention levels" in _cli_error(capsys, ["--attention", "2", "--multipliers", "1,2"] + out)
     assert "at least 10 samples" in _cli_error(capsys, ["--samples", "5"] + out)
+    inverse = ["--task", "inverse", "--interpolant", "vp"]
+    assert "tweedie_steps must be an integer >= 2" in _cli_error(capsys, inverse + ["--tweedie-steps", "1"] + out)
     np.save(tmp_path / "unlabelled.npy", np.zeros((20, 4, 4), dtype=np.uint8))
     unlabelled = ["--dataset", str(tmp_path / "unlabelled.npy"), "--conditional"]
     assert "--conditional needs labels" in _cli_error(capsys, unlabelled + out)
@@ -369,6 +375,38 @@ def test_cli_runs_on_a_users_unlabelled_images_with_pixel_space_scores(tmp_path,
     assert "pixel space" in capsys.readouterr().out
     table = xr.load_dataset(tmp_path / "out" / "metrics.nc")
     assert math.isnan(table.attrs["classifier_accuracy"]) and np.isfinite(table["value"].sel({"metric": "fd"})).all()
+
+
+def test_cli_under_torchrun_trains_one_model_with_ddp_and_writes_once(tmp_path):
+    """Two gloo processes under torchrun train the model one process trains (the Trainer's DDP splits each global
+    batch; same draws): the same losses up to float32 rounding. Only the first process samples and writes."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "mine.npy", (rng.random((60, 6, 6)) < 0.3).astype(np.float64))
+    # a high learning rate: after 6 steps a gradient not averaged over both halves of the batch moves the loss by
+    # ~1e-3. (The weights are not compared: a convolution's bias before a GroupNorm has a gradient of 0 up to
+    # rounding, which Adam's normalised step turns into +-lr whatever its size.)
+    argv = ["-m", "problems", "images", "--dataset", str(tmp_path / "mine.npy"), "--steps", "6", "--width", "8",
+            "--batch", "16", "--learning-rate", "0.01", "--samples", "20", "--pilot", "4", "--nfe", "5",
+            "--samplers", "Euler", "--grids", "uniform", "--no-progress"]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    runs = {}
+    for name, launcher in (("two", torchrun), ("one", [sys.executable])):
+        out = tmp_path / name
+        done = subprocess.run([*launcher, *argv, "--out", str(out)], env=env, cwd=root, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[name] = (done.stdout, xr.load_dataset(out / "metrics.nc").attrs["final_loss"])
+    printed = runs["two"][0]
+    assert printed.count("on 2 processes") == 1 and printed.count("wrote") == runs["one"][0].count("wrote") > 0
+    assert abs(runs["two"][1] - runs["one"][1]) < 1e-5 * runs["one"][1], (runs["two"][1], runs["one"][1])
+    # data the first process cannot load: every process says why and stops (none waits for the others)
+    bad = [arg if arg != str(tmp_path / "mine.npy") else str(tmp_path / "absent") for arg in argv]
+    done = subprocess.run([*torchrun, *bad, "--out", str(tmp_path / "bad")], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0 and done.stderr.count("images: error:") == 2, done.stderr[-2000:]
+    assert not (tmp_path / "bad").exists()
 
 
 def _gaussian_bits_per_dim(route, steps, n):
@@ -483,8 +521,8 @@ def test_inverse_task_runs_every_method_and_counts_its_evaluations(tmp_path, cap
     argv = ["--task", "inverse", "--dataset", "digits", "--steps", "10", "--width", "8", "--classifier-epochs", "1",
             "--sde-steps", str(steps), "--inverse-tasks", "box,sr2,deblur", "--noise", "0.05", "--images",
             str(images), "--reconstructions", str(samples), "--particles", str(particles), "--zeta", "0.5",
-            "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json"),
-            "--no-progress"]  # fmt: skip
+            "--probes", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--json",
+            str(tmp_path / "r.json"), "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     capsys.readouterr()
     table = xr.load_dataset(tmp_path / "out" / "metrics.nc")
@@ -496,7 +534,9 @@ def test_inverse_task_runs_every_method_and_counts_its_evaluations(tmp_path, cap
     assert bool((nfe.sel({"method": "red-diff"}) == steps * samples).all())  # one evaluation per time
     # one population per image, and the start weights' data predictions (the VP path's beta(0) is not 0)
     assert bool((nfe.sel({"method": "ensemble"}) == (steps + START_NODES) * particles).all())
-    assert bool((nfe.sel({"method": "tweedie2"}) > 2 * steps * samples).all())  # plus the Hutchinson probes
+    # plus a backward pass per Hutchinson probe, on as many steps as DPS's evaluations allow: 2 * 4 // (2 + 2)
+    assert table.attrs["tweedie_steps"] == 2 and table.attrs["probes"] == 2
+    assert bool((nfe.sel({"method": "tweedie2"}) == (2 + 2) * 2 * samples).all())
     for metric, lo, hi in (("ssim", -1, 1), ("coverage", 0, 1), ("accuracy", 0, 1)):
         v = value.sel({"metric": metric})
         assert bool(((v >= lo) & (v <= hi)).all()), metric

@@ -18,16 +18,24 @@ log-probability as the reward, against classifier-free guidance and its exact ge
 ``--task inverse`` trains an unconditional VP model and reconstructs test images from masked, downsampled, blurred
 or noisy measurements by DPS, ΠGDM, second-order Tweedie, RED-Diff and the weighted ensemble, scored by PSNR, SSIM,
 FD-CNN, classifier accuracy and pixel coverage (:mod:`problems.images.inverse`).
+
+Under ``torchrun`` (``torchrun --standalone --nproc-per-node 2 -m problems images ...``) every process trains the
+model with the Trainer's DDP (each takes its slice of every global batch of ``--batch`` rows; one process per GPU,
+``cuda:LOCAL_RANK``, with ``--device cuda``; gloo on CPU), then the first process alone trains or loads the feature
+network, samples, scores and writes the outputs while the others exit. The data are fetched by the first process
+before the others read them from the cache.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import xarray as xr
 
 from interp.cli import (
@@ -112,7 +120,8 @@ def parser() -> Parser:
     steering.add_argument("--lam", type=positive_float, default=1.0, help="FK steering's tilt p(x) p(c|x)^lam")
     steering.add_argument("--scales", type=_scales, default=Steering.guidance,
                           help="classifier-free guidance scales (default 0,1,3)")  # fmt: skip
-    inverse = p.add_argument_group("--task inverse (with --sde-steps: the steps of every method)")
+    inverse = p.add_argument_group("--task inverse (with --sde-steps: the steps of every method but second-order "
+                                   "Tweedie's)")
     inverse.add_argument("--inverse-tasks", type=_names, default=TASKS, help=f"comma list from {','.join(TASKS)}")
     inverse.add_argument("--noise", type=_scales, default=Reconstruction.noise, help="measurement noise levels")
     inverse.add_argument("--methods", type=_names, default=METHODS, help=f"comma list from {','.join(METHODS)}")
@@ -125,6 +134,10 @@ def parser() -> Parser:
                          help="how PiGDM and second-order Tweedie apply their guidance (docs/algorithms.md, section 7)")
     inverse.add_argument("--covariance", choices=COVARIANCES, default=Reconstruction.covariance,
                          help="second-order Tweedie's measurement covariance: diagonal (Hutchinson) or whole (CG)")
+    inverse.add_argument("--probes", type=positive_int, default=Reconstruction.probes,
+                         help="second-order Tweedie's Hutchinson probes per step")  # fmt: skip
+    inverse.add_argument("--tweedie-steps", type=positive_int, default=None,
+                         help="second-order Tweedie's steps (default: DPS's NFE, 2 x sde-steps / (2 + probes))")
     inverse.add_argument("--zeta", type=positive_float, default=Reconstruction.zeta, help="DPS's step size")
     p.add_argument(
         "--likelihood",
@@ -170,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             reconstruction = Reconstruction(tasks=args.inverse_tasks, noise=args.noise, methods=args.methods,
                                             images=args.images, samples=args.reconstructions, steps=args.sde_steps,
                                             zeta=args.zeta, particles=args.particles, update=args.update,
-                                            covariance=args.covariance,
+                                            covariance=args.covariance, probes=args.probes,
+                                            tweedie_steps=args.tweedie_steps,
                                             seed=args.seed)  # fmt: skip
         if any(a >= len(args.multipliers) for a in args.attention):
             raise ValueError(f"--attention levels must be below {len(args.multipliers)} (the number of multipliers)")
@@ -179,7 +193,15 @@ def main(argv: list[str] | None = None) -> int:
             output_file(args.json)
         if args.checkpoint:
             output_file(args.checkpoint)
-        data = load_dataset(args.dataset, seed=args.seed, cache=args.cache)
+        rank, processes, local = _launch()
+        if processes > 1:
+            if args.batch % processes:
+                raise ValueError(f"--batch {args.batch} must be divisible by the {processes} processes of torchrun")
+            if str(args.device).startswith("cuda"):  # one GPU per process, as torchrun numbers them
+                args.device = model_config.device = f"cuda:{local}"
+            data = _load_first_on_rank_zero(args)
+        else:
+            data = load_dataset(args.dataset, seed=args.seed, cache=args.cache)
         if args.conditional and data.train_labels is None:
             raise ValueError(f"--conditional needs labels; {args.dataset} has none")
         if steering is not None and args.label > int(data.train_labels.max()):
@@ -193,16 +215,61 @@ def main(argv: list[str] | None = None) -> int:
     except INPUT_ERRORS as error:
         return fail(PROG, str(error))
     try:
+        model = None
+        if processes > 1:
+            model = _train_distributed(args, data, model_config, seed=steering.seed if steering else args.seed)
+            if rank:
+                return 0
         if steering is not None:
-            return _steer(args, data, model_config, steering)
+            return _steer(args, data, model_config, steering, model)
         if reconstruction is not None:
-            return _inverse(args, data, model_config, reconstruction)
-        return _run(args, data, model_config, comparison)
+            return _inverse(args, data, model_config, reconstruction, model)
+        return _run(args, data, model_config, comparison, model)
     except INPUT_ERRORS as error:
         return fail(PROG, str(error))
 
 
-def _run(args, data, model_config, comparison) -> int:
+def _launch() -> tuple[int, int, int]:
+    """``(rank, processes, local rank)`` that ``torchrun`` put in the environment; ``(0, 1, 0)`` for a plain run."""
+    return tuple(int(os.environ.get(name, default)) for name, default in
+                 (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")))  # fmt: skip
+
+
+def _load_first_on_rank_zero(args):
+    """Start the process group and load the data: the first process fetches into the cache, then tells the others
+    whether it could (its error, said by every process) before they read it."""
+    dist.init_process_group("nccl" if str(args.device).startswith("cuda") else "gloo")
+    rank = dist.get_rank()
+    message = [None]
+    if rank == 0:
+        try:
+            data = load_dataset(args.dataset, seed=args.seed, cache=args.cache)
+        except INPUT_ERRORS as error:
+            message = [str(error)]
+    dist.broadcast_object_list(message, src=0)
+    if message[0] is not None:
+        dist.destroy_process_group()
+        raise ValueError(message[0])
+    return data if rank == 0 else load_dataset(args.dataset, seed=args.seed, cache=args.cache)
+
+
+def _train_distributed(args, data, model_config, *, seed: int):
+    """Every process trains (DDP through the Trainer); then the process group ends and only the first process goes
+    on to the feature network, sampling and outputs (the others return)."""
+    started = time.time()
+    rank, processes = dist.get_rank(), dist.get_world_size()
+    try:
+        model = train_image_model(data, model_config, seed=seed, progress=not args.no_progress)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    if rank == 0:
+        print(f"model: {model_config.steps} steps on {processes} processes in {time.time() - started:.0f} s, "
+              f"final loss {model.losses[-1]:.4f}", flush=True)  # fmt: skip
+    return model
+
+
+def _run(args, data, model_config, comparison, model=None) -> int:
     started = time.time()
     progress = not args.no_progress
     print(f"{data.name}: {data.train.shape[0]} train / {data.test.shape[0]} test images {data.shape}", flush=True)
@@ -213,11 +280,13 @@ def _run(args, data, model_config, comparison) -> int:
         features = train_classifier(data, epochs=args.classifier_epochs, seed=args.seed, device=args.device,
                                     cache=args.cache, progress=progress)  # fmt: skip
         print(f"feature network: test accuracy {features.accuracy:.4f} ({features.path})", flush=True)
-    trained = time.time()
-    model = train_image_model(data, model_config, seed=args.seed, progress=progress)
-    print(f"model: {model_config.steps} steps in {time.time() - trained:.0f} s, final loss {model.losses[-1]:.4f}")
+    if model is None:
+        trained = time.time()
+        model = train_image_model(data, model_config, seed=args.seed, progress=progress)
+        print(f"model: {model_config.steps} steps in {time.time() - trained:.0f} s, final loss {model.losses[-1]:.4f}")
     table = compare_samplers(model, features, data, comparison, progress=print if progress else None)
-    table.attrs.update(device=args.device, seed=args.seed, training_steps=model_config.steps)
+    table.attrs.update(device=args.device, seed=args.seed, training_steps=model_config.steps,
+                       final_loss=model.losses[-1])
     _print_table(table)
     if args.likelihood:
         table = table.assign(_likelihood(model, data, args))
@@ -237,7 +306,7 @@ def _run(args, data, model_config, comparison) -> int:
     return 0
 
 
-def _steer(args, data, model_config, steering: Steering) -> int:
+def _steer(args, data, model_config, steering: Steering, model=None) -> int:
     started = time.time()
     table, kept, model = train_and_steer(
         data,
@@ -247,6 +316,7 @@ def _steer(args, data, model_config, steering: Steering) -> int:
         device=args.device,
         cache=args.cache,
         progress=not args.no_progress,
+        model=model,
     )
     _print_steering(table)
     grids = {f"steering_{method}": image_grid(images) for method, images in kept.items()}
@@ -257,16 +327,17 @@ def _steer(args, data, model_config, steering: Steering) -> int:
     return 0
 
 
-def _inverse(args, data, model_config, reconstruction: Reconstruction) -> int:
+def _inverse(args, data, model_config, reconstruction: Reconstruction, model=None) -> int:
     started = time.time()
     progress = not args.no_progress
     judge = train_classifier(data, epochs=args.classifier_epochs, seed=args.seed, device=args.device,
                              cache=args.cache, progress=progress)  # fmt: skip
     print(f"{data.name}: feature network test accuracy {judge.accuracy:.4f}", flush=True)
-    model = train_image_model(data, model_config, seed=args.seed, progress=progress)
-    print(f"model: {model_config.steps} steps, final loss {model.losses[-1]:.4f}", flush=True)
+    if model is None:
+        model = train_image_model(data, model_config, seed=args.seed, progress=progress)
+        print(f"model: {model_config.steps} steps, final loss {model.losses[-1]:.4f}", flush=True)
     table, kept = reconstruct(model, judge, data, reconstruction, progress=print)
-    table.attrs.update(device=args.device, training_steps=model_config.steps)
+    table.attrs.update(device=args.device, training_steps=model_config.steps, final_loss=model.losses[-1])
     grids = {
         f"inverse_{task}": image_grid(images, columns=min(8, reconstruction.images)) for task, images in kept.items()
     }

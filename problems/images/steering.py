@@ -225,9 +225,11 @@ def steer(model: ImageModel, reward_net: FeatureNet, judge: FeatureNet, data: Im
 
 
 def train_and_steer(data: Images, model_config: ImageModelConfig = MODEL, config: Steering | None = None, *,
-                    classifier_epochs: int = 10, device: str = "cpu", cache=None, progress: bool = True):  # fmt: skip
+                    classifier_epochs: int = 10, device: str = "cpu", cache=None, progress: bool = True,
+                    model: ImageModel | None = None):  # fmt: skip
     """The whole steering run: the judge (seed ``config.seed``) and reward (seed + 1) classifiers (cached), the
-    conditional model, then :func:`steer`. Returns the table, the kept images and the model."""
+    conditional model (``model`` when given: trained already, e.g. under ``torchrun``), then :func:`steer`.
+    Returns the table, the kept images and the model."""
     config = config if config is not None else Steering()
     judge, reward = (
         train_classifier(data, epochs=classifier_epochs, seed=s, device=device, cache=cache, progress=progress)
@@ -235,11 +237,12 @@ def train_and_steer(data: Images, model_config: ImageModelConfig = MODEL, config
     )
     say = print if progress else (lambda *_: None)
     say(f"judge classifier: test accuracy {judge.accuracy:.4f}; reward classifier: {reward.accuracy:.4f}")
-    started = time.time()
-    model = train_image_model(data, model_config, seed=config.seed, progress=progress)
-    say(f"model: {model_config.steps} steps in {time.time() - started:.0f} s, final loss {model.losses[-1]:.4f}")
+    if model is None:
+        started = time.time()
+        model = train_image_model(data, model_config, seed=config.seed, progress=progress)
+        say(f"model: {model_config.steps} steps in {time.time() - started:.0f} s, final loss {model.losses[-1]:.4f}")
     table, kept = steer(model, reward, judge, data, config, progress=say if progress else None)
-    table.attrs.update(device=device, training_steps=model_config.steps)
+    table.attrs.update(device=device, training_steps=model_config.steps, final_loss=model.losses[-1])
     return table, kept, model
 
 
