@@ -59,6 +59,8 @@ from .model import ImageModel, ImageModelConfig, train_image_model
 TASKS = ("box", "random", "sr2", "sr4", "deblur", "denoise")
 METHODS = ("dps", "pigdm", "tweedie2", "red-diff", "ensemble")
 COVARIANCES = tuple(c for c in TWEEDIE_COVARIANCES if c != "full")  # the full Jacobian: a backward pass per pixel
+CG_ITERATIONS = 10
+"""Second-order Tweedie's conjugate-gradient iterations per step with ``covariance="cg"``."""
 METRICS = ("psnr", "ssim", "fd", "accuracy", "coverage", "nfe", "seconds")
 MODEL = ImageModelConfig(interpolant="vp", width=32, multipliers=(1, 2), steps=2000, learning_rate=1e-3)
 """The default prior: the command line's digits model (``--interpolant vp``, its other defaults)."""
@@ -71,7 +73,9 @@ class Reconstruction:
     evaluations of DPS and ΠGDM, a forward and a backward pass per sample and step, allow — ``2 * samples`` less
     the start weights' share), ΠGDM's and second-order
     Tweedie's ``update`` (``"state"``, their authors' step: the exact-score one diverges on trained models,
-    docs/algorithms.md §7), second-order Tweedie's measurement ``covariance`` (``"diagonal"`` or ``"cg"``) and the
+    docs/algorithms.md §7), second-order Tweedie's measurement ``covariance`` (``"diagonal"`` or ``"cg"``), its
+    Hutchinson ``probes`` per step and its ``tweedie_steps`` (default: as many as DPS's network evaluations allow —
+    a step costs a forward pass, a backward pass and one more per probe or CG iteration, against DPS's two) and the
     σ standing in for 0."""
 
     tasks: tuple[str, ...] = TASKS
@@ -85,6 +89,8 @@ class Reconstruction:
     particles: int | None = None
     update: str = "state"
     covariance: str = "diagonal"
+    probes: int = 1
+    tweedie_steps: int | None = None
     stand_in: float = 0.01
     seed: int = 0
 
@@ -104,7 +110,13 @@ class Reconstruction:
                              f"Jacobian); got {self.covariance!r}")  # fmt: skip
         if self.update not in UPDATES:
             raise ValueError(f"update must be one of {', '.join(UPDATES)}; got {self.update!r}")
-        for name, minimum in (("images", 1), ("samples", 2), ("steps", 2), ("particles", 2)):
+        if self.tweedie_steps is None and isinstance(self.steps, int) and isinstance(self.probes, int):
+            # per step: a forward pass, the guidance's backward pass and one more per probe (or CG iteration),
+            # against DPS's two: the steps that fit DPS's evaluations
+            per_step = 2 + (self.probes if self.covariance == "diagonal" else CG_ITERATIONS)
+            self.tweedie_steps = max(2, 2 * self.steps // per_step)
+        for name, minimum in (("images", 1), ("samples", 2), ("steps", 2), ("particles", 2), ("probes", 1),
+                              ("tweedie_steps", 2)):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= minimum):
                 raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
@@ -156,8 +168,11 @@ def _run_method(method, prior, measurement, times, config, generator, count: int
     s = config.samples
     rows = Measurement(measurement.operator, measurement.y.repeat_interleave(s, 0), measurement.noise_std)
     if method in ("dps", "pigdm", "tweedie2"):
+        if method == "tweedie2":
+            times = time_grids.uniform(config.tweedie_steps, float(times[0]), float(times[-1]))
         out = guided_sample(prior, rows, times, method=method, zeta=config.zeta, covariance=config.covariance,
-                            update=config.update, generator=generator, progress=False, dtype=torch.float32)  # fmt: skip
+                            probes=config.probes, iterations=CG_ITERATIONS, update=config.update,
+                            generator=generator, progress=False, dtype=torch.float32)  # fmt: skip
         return out.final, (out.nfe + out.attrs["backward"]) * s
     if method == "red-diff":
         stand = Measurement(rows.operator, rows.y, measurement.noise_std or config.stand_in)
@@ -236,7 +251,7 @@ def reconstruct(model: ImageModel, judge: FeatureNet, data: Images, config: Reco
                 "metric": list(METRICS), "panel": columns},
         attrs={"dataset": data.name, "images": config.images, "samples": config.samples, "steps": config.steps,
                "zeta": config.zeta, "lam": config.lam, "particles": config.particles, "update": config.update,
-               "covariance": config.covariance,
+               "covariance": config.covariance, "probes": config.probes, "tweedie_steps": config.tweedie_steps,
                "stand_in": config.stand_in, "seed": config.seed, "judge_accuracy": judge.accuracy,
                "diverged": ", ".join(diverged) or "none"},
     )  # fmt: skip
