@@ -137,7 +137,8 @@ def parser() -> Parser:
     inverse.add_argument("--probes", type=positive_int, default=Reconstruction.probes,
                          help="second-order Tweedie's Hutchinson probes per step")  # fmt: skip
     inverse.add_argument("--tweedie-steps", type=positive_int, default=None,
-                         help="second-order Tweedie's steps (default: DPS's NFE, 2 x sde-steps / (2 + probes))")
+                         help="second-order Tweedie's steps (default: DPS's NFE, 2 x sde-steps / (2 + probes); "
+                              "with --covariance cg, / (2 + 10 iterations))")
     inverse.add_argument("--zeta", type=positive_float, default=Reconstruction.zeta, help="DPS's step size")
     p.add_argument(
         "--likelihood",
@@ -240,15 +241,18 @@ def _load_first_on_rank_zero(args):
     whether it could (its error, said by every process) before they read it."""
     dist.init_process_group("nccl" if str(args.device).startswith("cuda") else "gloo")
     rank = dist.get_rank()
-    message = [None]
+    error = None
     if rank == 0:
         try:
             data = load_dataset(args.dataset, seed=args.seed, cache=args.cache)
-        except INPUT_ERRORS as error:
-            message = [str(error)]
+        except Exception as caught:  # any failure is told to the others, which would otherwise wait for the data
+            error = caught
+    message = [None if error is None else str(error)]
     dist.broadcast_object_list(message, src=0)
     if message[0] is not None:
         dist.destroy_process_group()
+        if error is not None:
+            raise error
         raise ValueError(message[0])
     return data if rank == 0 else load_dataset(args.dataset, seed=args.seed, cache=args.cache)
 
